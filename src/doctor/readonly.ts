@@ -12,8 +12,8 @@ export async function inReadOnlyTransaction(client: Client, sql: string): Promis
   try {
     const res = (await client.query(text)) as unknown as QueryResult | QueryResult[];
     const all = Array.isArray(res) ? res : [res];
-    // BEGIN, SET, …the statement(s)…, ROLLBACK
-    return all.slice(2, -1);
+    // BEGIN, SET, SET, …the statement(s)…, ROLLBACK
+    return all.slice(3, -1);
   } catch (err) {
     // The transaction is left aborted: end it so the connection stays usable.
     await client.query('ROLLBACK').catch(() => {});
@@ -21,7 +21,10 @@ export async function inReadOnlyTransaction(client: Client, sql: string): Promis
   }
 }
 
-/** The text sent by inReadOnlyTransaction (also what --explain shows). */
+/**
+ * The text sent by inReadOnlyTransaction (also what --explain shows). JIT is off: every doctor run is
+ * a fresh backend, where loading the JIT compiler costs more than these scans gain from it.
+ */
 export function readOnlyText(sql: string): string {
-  return `BEGIN READ ONLY;\nSET LOCAL lock_timeout = '${LOCK_TIMEOUT}';\n${sql};\nROLLBACK;`;
+  return `BEGIN READ ONLY;\nSET LOCAL lock_timeout = '${LOCK_TIMEOUT}'; SET LOCAL jit = off;\n${sql};\nROLLBACK;`;
 }

@@ -46,5 +46,6 @@ export const dataDuplicates: DataCheck = {
     remedyText([
       `${tsmCommand(env, 'dedupe --dry-run')}   (shows which rows would move)`,
       `${tsmCommand(env, 'dedupe')}   (keeps the newest row per user_id, moves the others to telegram_sessions_duplicates_archive; nothing is deleted)`,
+      `then ${tsmCommand(env, 'migrate up')}   (the unique index can be built once the duplicates are gone)`,
     ]),
 };

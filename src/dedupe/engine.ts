@@ -132,17 +132,16 @@ async function archiveRows(client: Client, shape: TableShape): Promise<number> {
   return Number((await client.query<{ rows: string }>(archiveCountSql(shape))).rows[0]!.rows);
 }
 
-/** Counts, the archive's size and the plan, from one snapshot. */
-async function snapshot(client: Client, shape: TableShape, keep: KeepPolicy): Promise<{ counts: Counts; plan: PlanRow[] }> {
+/** Counts, the archive's size and (when asked) the plan, from one snapshot. */
+async function snapshot(client: Client, shape: TableShape, keep: KeepPolicy, withPlan: boolean): Promise<{ counts: Counts; plan: PlanRow[] }> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
-    const c = (await client.query<{ rows: string; duplicate_users: string }>(countsSql(shape))).rows[0]!;
+    const c = (await client.query<{ rows: string; duplicate_users: string; excess_rows: string }>(countsSql(shape))).rows[0]!;
     const archive_rows = await archiveRows(client, shape);
-    const plan = await fetchPlan(client, shape, keep);
+    const plan = withPlan && Number(c.duplicate_users) > 0 ? await fetchPlan(client, shape, keep) : [];
     await client.query('COMMIT');
-    const excess_rows = plan.reduce((n, p) => n + p.rows - 1, 0);
     return {
-      counts: { rows: Number(c.rows), duplicate_users: Number(c.duplicate_users), excess_rows, archive_rows },
+      counts: { rows: Number(c.rows), duplicate_users: Number(c.duplicate_users), excess_rows: Number(c.excess_rows), archive_rows },
       plan,
     };
   } catch (err) {
@@ -214,7 +213,7 @@ export async function dedupe(client: Client, opts: DedupeOptions): Promise<Dedup
   };
 
   if (opts.dryRun) {
-    const { counts, plan } = await snapshot(client, shape, keep);
+    const { counts, plan } = await snapshot(client, shape, keep, true);
     report.before = counts;
     report.would_move = plan.map((p) => ({ user_id: p.user_id, rows: p.rows, kept_id: p.ids[0]!, archive_ids: p.ids.slice(1) }));
     report.duplicates_remaining = counts.duplicate_users;
@@ -226,8 +225,9 @@ export async function dedupe(client: Client, opts: DedupeOptions): Promise<Dedup
   try {
     report.archive_ddl = await ensureArchive(client, shape);
     const start = (await client.query<{ now: string }>('SELECT now()::text AS now')).rows[0]!.now;
-    const first = await snapshot(client, shape, keep);
+    const first = await snapshot(client, shape, keep, true);
     report.before = first.counts;
+    let last: Counts | null = null;
     let plan = first.plan;
     const movedIds: string[] = [];
     const perUser = new Map<string, MovedUser>();
@@ -262,15 +262,16 @@ export async function dedupe(client: Client, opts: DedupeOptions): Promise<Dedup
       }
       report.archived += movedThisPass;
       movedLastPass = movedThisPass;
-      plan = await fetchPlan(client, shape, keep);
+      // Cheap counts first (no plan): usually nothing is left and they are the "after" counts.
+      last = (await snapshot(client, shape, keep, false)).counts;
+      plan = last.duplicate_users > 0 && report.passes < maxPasses ? await fetchPlan(client, shape, keep) : [];
     }
     report.moved = [...perUser.values()].sort((a, b) => a.user_id.localeCompare(b.user_id));
 
-    const last = await snapshot(client, shape, keep);
-    report.after = last.counts;
-    report.duplicates_remaining = last.counts.duplicate_users;
+    const a = last ?? (await snapshot(client, shape, keep, false)).counts;
+    report.after = a;
+    report.duplicates_remaining = a.duplicate_users;
     const b = report.before;
-    const a = last.counts;
     const difference = a.rows + report.archived - b.rows;
     report.conservation = {
       holds: difference === 0,

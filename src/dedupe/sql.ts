@@ -43,11 +43,12 @@ HAVING count(*) > 1
  ORDER BY user_id`;
 }
 
-/** Rows and duplicated user_ids of the table right now. */
+/** Rows, duplicated user_ids and the rows beyond the first per duplicated user_id, right now. */
 export function countsSql(shape: TableShape): string {
-  return `SELECT (SELECT count(*) FROM ${tableRef(shape)})::bigint AS rows,
-       (SELECT count(*) FROM (SELECT 1 FROM ${tableRef(shape)} WHERE user_id IS NOT NULL
-                               GROUP BY user_id HAVING count(*) > 1) d)::bigint AS duplicate_users`;
+  return `SELECT (SELECT count(*) FROM ${tableRef(shape)})::bigint AS rows, d.duplicate_users, d.excess_rows
+  FROM (SELECT count(*)::bigint AS duplicate_users, coalesce(sum(n - 1), 0)::bigint AS excess_rows
+          FROM (SELECT count(*) AS n FROM ${tableRef(shape)} WHERE user_id IS NOT NULL
+                 GROUP BY user_id HAVING count(*) > 1) g) d`;
 }
 
 export function archiveCountSql(shape: TableShape): string {

@@ -47,6 +47,26 @@ describe('tsm doctor: schema states', () => {
     assert.match(r.check('table').remedy ?? '', /tsm migrate up --schema no_such_schema/);
   });
 
+  it('a table without user_id: columns.required fails, the checks that need user_id are skipped; a view is no table', async () => {
+    await db.sql(`CREATE SCHEMA nouid; CREATE TABLE nouid.telegram_sessions (id serial PRIMARY KEY, tenant_id text,
+      session_string_enc text, key_id text, status text, updated_at timestamptz, auth_error text, error_details text)`);
+    const r = await doctor(db.url, ['--schema', 'nouid']);
+    assert.equal(r.code, 1);
+    assert.equal(r.check('columns.required').detail, 'missing: user_id');
+    assert.match(r.check('columns.required').remedy ?? '', /ALTER TABLE "nouid"\."telegram_sessions" ADD COLUMN user_id varchar\(255\);/);
+    for (const id of ['index.user-id-unique', 'index.on-conflict', 'data.duplicates', 'data.null-user-id']) {
+      assert.equal(r.check(id).status, 'skipped', id);
+      assert.match(r.check(id).detail, /needs the user_id column/);
+    }
+    assert.equal(r.check('index.invalid').status, 'ok');
+
+    await db.sql(`CREATE SCHEMA isview; CREATE VIEW isview.telegram_sessions AS SELECT 1 AS user_id`);
+    const v = await doctor(db.url, ['--schema', 'isview']);
+    assert.equal(v.check('table').status, 'fail');
+    assert.equal(v.check('table').detail, 'isview.telegram_sessions is a view, not a table');
+    assert.equal(v.check('columns.required').status, 'skipped');
+  });
+
   it('2. the pre-fix schema: exactly the index, on-conflict, diagnostics and function checks fail', async () => {
     await db.sql(preFixSchema('prefix'));
     const r = await doctor(db.url, ['--schema', 'prefix']);

@@ -1,3 +1,18 @@
 /** The library: what applications call instead of hand-written SQL. */
 export { classifyError, type Classified, type ErrorCode } from './db/classify.js';
 export { maskUrl } from './config.js';
+export {
+  SessionStore,
+  validateSaveInput,
+  type SaveInput,
+  type SaveOptions,
+  type SaveResult,
+  type SaveOk,
+  type SaveFailure,
+  type SaveLogEvent,
+  type SessionStoreOptions,
+  type RetryOptions,
+  type Via,
+} from './sessions/store.js';
+export { createSessionMetrics, METRIC, DURATION_BUCKETS, type SessionMetrics, type SaveStatus } from './sessions/metrics.js';
+export { makeSessionString, shortHash } from './sessions/session-string.js';

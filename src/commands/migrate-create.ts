@@ -1,9 +1,24 @@
+/** tsm migrate create <name>: a new, empty TypeScript migration file (src/migrate/create.ts). */
 import type { CommandArgs } from '../cli.js';
 import type { CommandResult, Context } from '../context.js';
-import { FailError } from '../errors.js';
+import { EXIT } from '../errors.js';
+import { createMigration, type Created } from '../migrate/create.js';
 
-export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult> {
+export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult<Created>> {
   void ctx;
-  void args;
-  throw new FailError('not implemented yet');
+  const created = await createMigration(args.positional[0], args.options.migrationsDir as string | undefined);
+  return {
+    exitCode: EXIT.ok,
+    data: created,
+    render: (style) => {
+      const lines = [`${style.green('created')}  ${created.path}`];
+      if (!created.has_shipped) {
+        lines.push(
+          `note: this folder does not hold tsm's own migrations; \`tsm migrate up --migrations-dir ${args.options.migrationsDir ?? 'migrations'}\` applies only the files in it, ` +
+            "so copy tsm's dist/migrations/*.js there first (their checksums then match what tsm applied)",
+        );
+      }
+      return lines.join('\n');
+    },
+  };
 }

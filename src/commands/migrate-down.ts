@@ -1,9 +1,21 @@
+/** tsm migrate down [N]: revert the last N applied migrations (default 1), refusing to lose data. */
 import type { CommandArgs } from '../cli.js';
 import type { CommandResult, Context } from '../context.js';
-import { FailError } from '../errors.js';
+import { EXIT } from '../errors.js';
+import { migrateOptions } from '../migrate/options.js';
+import { renderRun } from '../migrate/render.js';
+import { runMigrations, type RunResult } from '../migrate/run.js';
 
-export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult> {
-  void ctx;
-  void args;
-  throw new FailError('not implemented yet');
+export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult<RunResult>> {
+  const o = migrateOptions(args);
+  const database = ctx.connection().display;
+  const result = await runMigrations(ctx, {
+    direction: 'down',
+    count: o.count ?? 1,
+    dir: o.dir,
+    lockTimeoutMs: o.lockTimeoutMs,
+    lockWaitMs: o.lockWaitMs,
+    allowModified: false,
+  });
+  return { exitCode: EXIT.ok, data: result, render: (style) => renderRun(result, style, database) };
 }

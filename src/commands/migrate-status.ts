@@ -1,9 +1,33 @@
+/** tsm migrate status: every migration applied (when) / pending / modified / missing; exit 1 unless all applied. */
 import type { CommandArgs } from '../cli.js';
 import type { CommandResult, Context } from '../context.js';
-import { FailError } from '../errors.js';
+import { EXIT, UsageError } from '../errors.js';
+import { resolveDir } from '../migrate/files.js';
+import { renderStatus, type StatusView } from '../migrate/render.js';
+import { migrationStatus } from '../migrate/status.js';
 
-export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult> {
-  void ctx;
-  void args;
-  throw new FailError('not implemented yet');
+export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult<StatusView>> {
+  const raw = args.options.migrationsDir;
+  if (raw !== undefined && (typeof raw !== 'string' || raw.trim() === '')) throw new UsageError('--migrations-dir: expected a folder');
+  const dir = resolveDir(raw as string | undefined);
+  const database = ctx.connection().display;
+  const client = await ctx.connect();
+  let view: StatusView;
+  try {
+    const s = await migrationStatus(client, ctx.schema, dir);
+    const summary = { applied: 0, pending: 0, modified: 0, missing: 0 };
+    for (const m of s.migrations) summary[m.state]++;
+    view = {
+      schema: ctx.schema,
+      table: s.table,
+      migrations_dir: dir,
+      migrations: s.migrations,
+      summary,
+      // Anything but applied means this database and these files disagree.
+      up_to_date: summary.pending + summary.modified + summary.missing === 0,
+    };
+  } finally {
+    await client.end().catch(() => {});
+  }
+  return { exitCode: view.up_to_date ? EXIT.ok : EXIT.failed, data: view, render: (style) => renderStatus(view, style, database) };
 }

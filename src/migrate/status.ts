@@ -1,8 +1,11 @@
 /**
- * CONTRACT (stub until the migrate issue lands): the state of every shipped migration against
- * `<schema>.tsm_migrations`. Used by `tsm migrate status` and doctor's `migrations` check.
+ * CONTRACT: the state of every migration against `<schema>.tsm_migrations`. Used by
+ * `tsm migrate status`, `tsm migrate up` (to refuse modified files) and doctor's `migrations` check.
+ * Read-only: catalog lookups and one SELECT on the history table.
  */
 import type { Client } from 'pg';
+import { listMigrations, resolveDir, type MigrationFile } from './files.js';
+import { historyState, readApplied, type AppliedRow } from './history.js';
 
 export type MigrationState = 'applied' | 'pending' | 'modified' | 'missing';
 
@@ -11,6 +14,10 @@ export interface MigrationRow {
   state: MigrationState;
   /** ISO time it was applied, for applied / modified / missing. */
   applied_at: string | null;
+  /** SHA-256 recorded when it was applied (null: pending, or applied before tsm recorded checksums). */
+  applied_checksum?: string | null;
+  /** SHA-256 of the file now (null: missing). */
+  checksum?: string | null;
 }
 
 export interface MigrationStatus {
@@ -19,9 +26,27 @@ export interface MigrationStatus {
   migrations: MigrationRow[];
 }
 
+/** Files and history side by side: file order first, then applied names that have no file. */
+export function compareStatus(files: MigrationFile[], applied: AppliedRow[]): MigrationRow[] {
+  const byName = new Map(applied.map((a) => [a.name, a]));
+  const rows: MigrationRow[] = files.map((f) => {
+    const a = byName.get(f.name);
+    if (!a) return { name: f.name, state: 'pending', applied_at: null, applied_checksum: null, checksum: f.checksum };
+    const modified = a.checksum !== null && a.checksum !== f.checksum;
+    return { name: f.name, state: modified ? 'modified' : 'applied', applied_at: a.run_on, applied_checksum: a.checksum, checksum: f.checksum };
+  });
+  const fileNames = new Set(files.map((f) => f.name));
+  for (const a of applied) {
+    if (!fileNames.has(a.name)) {
+      rows.push({ name: a.name, state: 'missing', applied_at: a.run_on, applied_checksum: a.checksum, checksum: null });
+    }
+  }
+  return rows;
+}
+
 export async function migrationStatus(client: Client, schema: string, dir?: string): Promise<MigrationStatus> {
-  void client;
-  void schema;
-  void dir;
-  return { table: false, migrations: [] };
+  const files = await listMigrations(resolveDir(dir));
+  const h = await historyState(client, schema);
+  const applied = h.table ? await readApplied(client, schema, h.checksumColumn) : [];
+  return { table: h.table, migrations: compareStatus(files, applied) };
 }

@@ -1,0 +1,113 @@
+/** Helpers shared by the test/migrate-*.test.ts files: running `tsm migrate`, reading catalog state. */
+import { runTsm, type RunOptions, type RunResult } from './cli.js';
+import type { TestDatabase } from './db.js';
+
+export const SHIPPED = [
+  '0001_create_table',
+  '0002_widen_session_columns',
+  '0003_diagnostic_columns',
+  '0004_user_id_unique_index',
+  '0005_upsert_function',
+];
+
+/** `tsm migrate <args…> -d <url>` */
+export function migrate(url: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return runTsm(['migrate', ...args, '-d', url], opts);
+}
+
+/** Names in <schema>.tsm_migrations, in applied order ([] when the table does not exist). */
+export async function history(db: TestDatabase, schema = 'public'): Promise<string[]> {
+  const t = await db.sql(`SELECT to_regclass($1) IS NOT NULL AS ok`, [`"${schema}".tsm_migrations`]);
+  if (!t.rows[0].ok) return [];
+  return (await db.sql(`SELECT name FROM "${schema}".tsm_migrations ORDER BY run_on, id`)).rows.map((r) => r.name);
+}
+
+export interface IndexInfo {
+  name: string;
+  valid: boolean;
+  unique: boolean;
+  oid: number;
+  def: string;
+}
+
+export async function indexesOf(db: TestDatabase, schema = 'public'): Promise<IndexInfo[]> {
+  const r = await db.sql(
+    `SELECT ic.relname AS name, i.indisvalid AS valid, i.indisunique AS unique, ic.oid::int AS oid, pg_get_indexdef(i.indexrelid) AS def
+       FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+      WHERE i.indrelid = to_regclass($1) ORDER BY ic.relname`,
+    [`"${schema}".telegram_sessions`],
+  );
+  return r.rows as IndexInfo[];
+}
+
+/** Every row of the table as text, in id order: compares rows byte for byte. */
+export async function rowsText(db: TestDatabase, schema = 'public'): Promise<string[]> {
+  return (await db.sql(`SELECT t::text AS r FROM "${schema}".telegram_sessions t ORDER BY id`)).rows.map((r) => r.r);
+}
+
+/**
+ * `n` rows for users u-1 … u-n (800-character sessions), plus one extra row for each of the
+ * first `dupUsers` users (duplicates).
+ */
+export async function seed(db: TestDatabase, schema: string, n: number, dupUsers = 0, tenant = 't-1'): Promise<void> {
+  await db.sql(
+    `INSERT INTO "${schema}".telegram_sessions (tenant_id, user_id, session_string_enc, key_id, status)
+     SELECT $1, 'u-' || g, repeat(md5(g::text), 25), 'k1', 'active' FROM generate_series(1, $2::int) g
+     UNION ALL
+     SELECT $1, 'u-' || g, repeat(md5('dup' || g), 25), 'k1', 'active' FROM generate_series(1, $3::int) g`,
+    [tenant, n, dupUsers],
+  );
+}
+
+/**
+ * The catalog of a database's user schemas (relations with their storage, columns, indexes,
+ * constraints, functions, comments, schemas): equal before and after means nothing was changed.
+ */
+export async function catalogSnapshot(db: TestDatabase): Promise<Record<string, unknown[]>> {
+  const user = `n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'`;
+  const q = async (sql: string): Promise<unknown[]> => (await db.sql(sql)).rows;
+  return {
+    namespaces: await q(`SELECT n.oid::int, n.nspname FROM pg_namespace n WHERE ${user} ORDER BY 1`),
+    relations: await q(`SELECT c.oid::int, n.nspname, c.relname, c.relkind, c.relfilenode::int, c.relnatts
+                          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${user} ORDER BY 1`),
+    attributes: await q(`SELECT a.attrelid::int, a.attnum, a.attname, a.atttypid::int, a.atttypmod, a.attnotnull, a.attisdropped
+                           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                          WHERE ${user} AND a.attnum > 0 ORDER BY 1, 2`),
+    indexes: await q(`SELECT i.indexrelid::int, i.indisvalid, i.indisready, i.indislive FROM pg_index i
+                        JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${user} ORDER BY 1`),
+    constraints: await q(`SELECT co.oid::int, co.conname FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace WHERE ${user} ORDER BY 1`),
+    functions: await q(`SELECT p.oid::int, p.proname, md5(p.prosrc) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE ${user} ORDER BY 1`),
+    comments: await q(`SELECT d.objoid::int, d.objsubid, d.description FROM pg_description d WHERE d.objoid >= 16384 ORDER BY 1, 2`),
+    sequences: await q(`SELECT s.seqrelid::int FROM pg_sequence s ORDER BY 1`),
+    types: await q(`SELECT t.oid::int, t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE ${user} ORDER BY 1`),
+  };
+}
+
+/** The last line of stderr (the `tsm: …` error line after progress lines). */
+export function lastLine(text: string): string {
+  const lines = text.trimEnd().split('\n');
+  return lines[lines.length - 1] ?? '';
+}
+
+/** Resolves when `pred(stderr so far)` holds for the spawned child; rejects after timeoutMs. */
+export function stderrWatcher(): { onSpawn: RunOptions['onSpawn']; until(pred: (s: string) => boolean, timeoutMs?: number): Promise<void> } {
+  let text = '';
+  const waiters: { pred: (s: string) => boolean; resolve: () => void }[] = [];
+  return {
+    onSpawn: (child) => {
+      child.stderr?.on('data', (d: Buffer) => {
+        text += d.toString();
+        for (const w of waiters.splice(0)) {
+          if (w.pred(text)) w.resolve();
+          else waiters.push(w);
+        }
+      });
+    },
+    until: (pred, timeoutMs = 30_000) =>
+      new Promise<void>((resolve, reject) => {
+        if (pred(text)) return resolve();
+        const timer = setTimeout(() => reject(new Error(`timed out waiting; stderr so far:\n${text}`)), timeoutMs);
+        waiters.push({ pred, resolve: () => (clearTimeout(timer), resolve()) });
+      }),
+  };
+}

@@ -50,9 +50,11 @@ export function renderDryRun(r: DryRunResult, database: string, lockTimeoutMs: n
   if (r.refusal) out.push(`-- up would refuse before applying anything: ${r.refusal}`);
   if (r.setup.length > 0) out.push('', '-- setup', ...r.setup);
   for (const m of r.migrations) {
-    out.push('', `-- ${m.name} (${m.transaction ? 'one transaction, with its tsm_migrations row' : 'no transaction: each statement alone'})`);
-    if (m.would_stop !== null) out.push(`-- would stop here: ${m.would_stop}`);
-    else out.push(...m.sql);
+    if (m.would_stop !== null) {
+      out.push('', `-- ${m.name}`, `-- would stop here: ${m.would_stop}`);
+      continue;
+    }
+    out.push('', `-- ${m.name} (${m.transaction ? 'one transaction, with its tsm_migrations row' : 'no transaction: each statement alone'})`, ...m.sql);
   }
   if (r.migrations.length > 1) {
     out.push('', '-- each migration was planned against the database as it is now; one that follows another pending migration may plan differently once that one has run');

@@ -1,0 +1,68 @@
+/**
+ * lock_timeout inside CREATE INDEX CONCURRENTLY (issue 3, DESIGN "Known traps"): the build waits
+ * for transactions that write the table; under lock_timeout that wait fails and leaves an INVALID
+ * index. tsm drops the leftover before each retry, so the index ends valid once the writer
+ * commits; if it never does, the error says an INVALID index was left and the next `up` rebuilds it.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createTestDatabase } from './helpers/db.js';
+import { preFixSchema } from './helpers/fixtures.js';
+import { SHIPPED, history, indexesOf, lastLine, migrate, seed, stderrWatcher } from './helpers/migrate.js';
+
+const db = await createTestDatabase(import.meta.url);
+
+/** The pre-fix table with the diagnostic columns already added: 0004 is the first to need a lock. */
+async function setUp(schema: string): Promise<void> {
+  await db.sql(preFixSchema(schema));
+  await db.sql(`ALTER TABLE "${schema}".telegram_sessions ADD COLUMN auth_error text, ADD COLUMN error_details text`);
+  await seed(db, schema, 200);
+}
+
+const uniqueIndex = async (schema: string) => (await indexesOf(db, schema)).filter((i) => i.name === 'telegram_sessions_user_id_unique');
+
+describe('tsm migrate up: CREATE INDEX CONCURRENTLY under lock_timeout', () => {
+  it('an open writing transaction: retries drop the INVALID leftover, and the index ends valid after the writer commits', async () => {
+    await setUp('cic');
+    const writer = await db.client();
+    await writer.query(`BEGIN; UPDATE cic.telegram_sessions SET status = status WHERE user_id = 'u-1'`);
+    const w = stderrWatcher();
+    const run = migrate(db.url, ['up', '--schema', 'cic', '--lock-timeout', '200ms', '--json'], { onSpawn: w.onSpawn, timeoutMs: 60_000 });
+    await w.until((s) => (s.match(/0004_user_id_unique_index: no lock within 200ms; retrying/g) ?? []).length >= 2);
+    await writer.query('COMMIT');
+    const r = await run;
+    assert.equal(r.code, 0, r.stderr);
+    const step = r.json().steps.find((s: { name: string }) => s.name === '0004_user_id_unique_index');
+    assert.ok(step.attempts >= 3, `attempts ${step.attempts}`);
+    const idx = await uniqueIndex('cic');
+    assert.equal(idx.length, 1);
+    assert.equal(idx[0]!.valid, true);
+    assert.deepEqual(await history(db, 'cic'), SHIPPED);
+  });
+
+  it('the writer never commits: exit 1 within the bound; the INVALID leftover is named, and the next up rebuilds it', async () => {
+    await setUp('stuck');
+    const writer = await db.client();
+    await writer.query(`BEGIN; UPDATE stuck.telegram_sessions SET status = status WHERE user_id = 'u-1'`);
+    const started = Date.now();
+    const r = await migrate(db.url, ['up', '--schema', 'stuck', '--lock-timeout', '200ms'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(Date.now() - started < 20_000);
+    const line = lastLine(r.stderr);
+    assert.match(line, /^tsm: 0004_user_id_unique_index failed: canceling statement due to lock timeout \(lock_timeout, SQLSTATE 55P03\) — no lock within --lock-timeout 200ms in 6 attempts/);
+    assert.match(line, /applied before it: 0001_create_table, 0002_widen_session_columns, 0003_diagnostic_columns$/);
+    const left = await uniqueIndex('stuck');
+    if (left.length > 0) {
+      // The leftover could not be dropped either (its drop waits for the same writer): it is named.
+      assert.equal(left[0]!.valid, false);
+      assert.match(line, /INVALID index left behind: telegram_sessions_user_id_unique \(the next `tsm migrate up --schema stuck` drops and rebuilds it\)/);
+    }
+    assert.deepEqual(await history(db, 'stuck'), SHIPPED.slice(0, 3));
+    await writer.query('COMMIT');
+    const again = await migrate(db.url, ['up', '--schema', 'stuck']);
+    assert.equal(again.code, 0, again.stderr);
+    const idx = await uniqueIndex('stuck');
+    assert.equal(idx.length, 1);
+    assert.equal(idx[0]!.valid, true);
+  });
+});

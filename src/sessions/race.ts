@@ -28,8 +28,8 @@ export interface RaceContext {
   signal: AbortSignal;
   /** Throws when the run was interrupted (checked between races). */
   check(): void;
-  /** One example message per error code (for the human output). */
-  details?: Map<string, string>;
+  /** One example per error code (for the human output). */
+  details?: Map<string, { sqlstate: string | null; message: string }>;
 }
 
 export const RACE_SESSION_LENGTH = 800;
@@ -58,12 +58,15 @@ export async function runRace(concurrency: number, rounds: number, ctx: RaceCont
   const errors: Record<string, number> = {};
   const raceIds: string[] = [];
   let calls = 0;
+  // Whether any race row may exist: some save succeeded, or a connection broke with the outcome unknown.
+  let wrote = false;
   const tally = (results: SaveResult[]): void => {
     for (const r of results) {
       calls++;
+      if (r.ok || r.code === 'connection_error') wrote = true;
       if (!r.ok) {
         errors[r.code] = (errors[r.code] ?? 0) + 1;
-        if (ctx.details && !ctx.details.has(r.code)) ctx.details.set(r.code, `${r.sqlstate ? `${r.sqlstate}: ` : ''}${r.details}`);
+        if (ctx.details && !ctx.details.has(r.code)) ctx.details.set(r.code, { sqlstate: r.sqlstate, message: r.details });
       }
     }
   };
@@ -82,14 +85,13 @@ export async function runRace(concurrency: number, rounds: number, ctx: RaceCont
       );
     }
   }
-  let counts: number[];
+  let counts: number[] = raceIds.map(() => 0);
   try {
-    counts = await TestRows.counts(ctx.admin, rows.schema, raceIds);
+    if (wrote) counts = await TestRows.counts(ctx.admin, rows.schema, raceIds);
   } catch (err) {
     // No table (or schema) at all: every call failed already, and no row was left.
     const state = (err as { code?: unknown }).code;
     if (state !== '42P01' && state !== '3F000') throw err;
-    counts = raceIds.map(() => 0);
   }
   const rowsLeft = counts.reduce((m, n) => Math.max(m, n), 0);
   return { concurrency, rounds, calls, errors, rows_left: rowsLeft, ok: Object.keys(errors).length === 0 && rowsLeft === 1 };

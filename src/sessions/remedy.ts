@@ -44,6 +44,7 @@ export function remedyFor(code: string, schema: string, sqlstate?: string | null
       return 'check that the server is up and reachable (tsm doctor shows the connection check)';
     default:
       if (sqlstate === '42P01') return 'telegram_sessions does not exist in this schema: tsm migrate up (or pass --schema)';
+      if (sqlstate === 'P0003') return 'several rows for one user id (the function\'s UPDATE … INTO found more than one): tsm dedupe, then tsm migrate up';
       if (sqlstate === '3F000') return 'the schema does not exist: tsm migrate up creates it (or pass --schema)';
       return 'see the error above; tsm doctor checks the whole schema';
   }

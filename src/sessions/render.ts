@@ -39,21 +39,21 @@ export function renderTestWrite(r: TestWriteReport, style: ChalkInstance): strin
   );
 
   // Each problem once: what happened, and what to do about it.
-  const problems = new Map<string, string>();
+  const problems = new Map<string, { what: string; sqlstate: string | null }>();
   for (const x of r.results) {
-    if (x.code && !problems.has(x.code)) problems.set(x.code, `length ${x.length}: ${x.detail ?? ''}`);
+    if (x.code && !problems.has(x.code)) problems.set(x.code, { what: `length ${x.length}: ${x.detail ?? ''}`, sqlstate: x.sqlstate ?? null });
   }
   for (const [code] of errs) {
-    if (!problems.has(code)) problems.set(code, `race: ${r.race_details[code] ?? ''}`);
+    const d = r.race_details[code];
+    if (!problems.has(code)) problems.set(code, { what: `race: ${d?.sqlstate ? `${d.sqlstate}: ` : ''}${d?.message ?? ''}`, sqlstate: d?.sqlstate ?? null });
   }
-  if (!race.ok && errs.length === 0) {
-    problems.set('duplicate_rows', `race: a user id ended with ${race.rows_left} rows`);
+  if (race.rows_left > 1 && !problems.has('duplicate_rows')) {
+    problems.set('duplicate_rows', { what: `race: a user id ended with ${race.rows_left} rows`, sqlstate: null });
   }
   if (problems.size > 0) {
     out.push('');
-    const sqlstates = new Map(r.results.filter((x) => x.code).map((x) => [x.code!, x.sqlstate ?? null]));
-    for (const [code, what] of problems) {
-      out.push(`${style.red(code)}: ${what}`, `  remedy: ${remedyFor(code, r.schema, sqlstates.get(code))}`);
+    for (const [code, p] of problems) {
+      out.push(`${style.red(code)}: ${p.what}`, `  remedy: ${remedyFor(code, r.schema, p.sqlstate)}`);
     }
   }
 

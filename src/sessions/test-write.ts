@@ -43,8 +43,8 @@ export interface TestWriteReport {
   /** Everything passed and nothing was left behind (unless --keep). */
   ok: boolean;
   run_id: string;
-  /** One example message per race error code. */
-  race_details: Record<string, string>;
+  /** One example per race error code. */
+  race_details: Record<string, { sqlstate: string | null; message: string }>;
   rows: { tenant: string; prefix: string; created_ids: number; kept: boolean; removed: number | null; cleanup_error: string | null; delete_sql: string };
   metrics_file: string | null;
 }
@@ -114,11 +114,21 @@ export async function runTestWrite(o: TestWriteOptions): Promise<TestWriteReport
   pool.on('error', () => {});
   const pids = trackPids(pool);
   const registry = await newRegistry();
-  const store = new SessionStore({ pool, schema: o.schema, via: o.via, registry });
+  // Whether a row of ours may exist: a save succeeded, or a connection broke with the outcome unknown.
+  let wrote = false;
+  const store = new SessionStore({
+    pool,
+    schema: o.schema,
+    via: o.via,
+    registry,
+    logger: (e) => {
+      if (e.outcome === 'saved' || e.outcome === 'connection_error') wrote = true;
+    },
+  });
   const guard = guardInterrupts({ name: 'test-write', log: o.log, emergency: () => emergencyCleanup(o.settings, pids, rows, o.keep) });
 
   const results: LengthResult[] = [];
-  const details = new Map<string, string>();
+  const details = new Map<string, { sqlstate: string | null; message: string }>();
   let race: RaceReport | undefined;
   let failure: unknown;
   try {
@@ -141,7 +151,7 @@ export async function runTestWrite(o: TestWriteOptions): Promise<TestWriteReport
   let cleanupError: string | null = null;
   if (!o.keep) {
     try {
-      removed = await removeRows(admin, o.settings, rows);
+      removed = wrote ? await removeRows(admin, o.settings, rows) : 0;
     } catch (err) {
       const c = classifyError(err);
       cleanupError = `${c.code}${c.sqlstate ? ` (${c.sqlstate})` : ''}: ${c.message.split('\n')[0]}`;

@@ -35,15 +35,20 @@ interface Race {
 
 /**
  * CALLS connections call the function for one fresh user_id at the same moment: each first waits
- * on a shared advisory lock the test holds, and all are released together.
+ * on a shared advisory lock the test holds, and all are released together. With `holdMs` each
+ * call runs inside a transaction that stays open that long afterwards, as when an application
+ * saves the session as part of a larger transaction: then the first insert is still uncommitted
+ * while the other calls run, which is exactly the window an UPDATE-then-INSERT body loses in.
+ * (Without it, on a 2-core machine the first call often commits before the others even wake up.)
  */
-async function race(schema: string, user: string): Promise<Race> {
+async function race(schema: string, user: string, holdMs = 0): Promise<Race> {
   const gate = await db.client();
   await gate.query('SELECT pg_advisory_lock($1)', [BARRIER]);
   const calls = clients.map((c, i) =>
     c
       .query(
-        `SELECT pg_advisory_xact_lock_shared(${BARRIER}); SELECT "${schema}".upsert_telegram_session('t-1', '${user}', 'session-${i}', 'k1', 'active') AS id`,
+        `SELECT pg_advisory_xact_lock_shared(${BARRIER}); SELECT "${schema}".upsert_telegram_session('t-1', '${user}', 'session-${i}', 'k1', 'active') AS id;` +
+          ` SELECT pg_sleep(${holdMs / 1000})`,
       )
       .then((res) => ({ ok: true as const, id: String((res as unknown as pg.QueryResult[])[1]!.rows[0].id) }))
       .catch((err: unknown) => ({ ok: false as const, error: `${classifyError(err).code} (${classifyError(err).sqlstate})` })),
@@ -66,9 +71,9 @@ async function race(schema: string, user: string): Promise<Race> {
 }
 
 describe('upsert_telegram_session installed by tsm migrate', () => {
-  it(`${CALLS} concurrent first saves for one user_id: no error, one row, one id (10 rounds)`, async () => {
+  it(`${CALLS} concurrent first saves for one user_id: no error, one row, one id (10 rounds, half of them inside 20 ms transactions)`, async () => {
     for (let round = 1; round <= 10; round++) {
-      const r = await race('fixed', `race-${round}`);
+      const r = await race('fixed', `race-${round}`, round % 2 === 0 ? 20 : 0);
       assert.deepEqual(r.errors, [], `round ${round}`);
       assert.equal(r.rows, 1, `round ${round}: rows`);
       assert.equal(r.ids.size, 1, `round ${round}: every call returned the same id`);
@@ -78,10 +83,11 @@ describe('upsert_telegram_session installed by tsm migrate', () => {
   it("the incident's UPDATE-then-INSERT function fails the same race (expected failure)", async () => {
     const failures: string[] = [];
     for (let round = 1; round <= 10 && failures.length === 0; round++) {
-      const r = await race('racy', `race-${round}`);
+      const r = await race('racy', `race-${round}`, round % 2 === 0 ? 20 : 0);
       if (r.errors.length > 0 || r.rows !== 1) failures.push(`round ${round}: ${r.errors.length} errors (${[...new Set(r.errors)].join(', ')}), ${r.rows} rows`);
     }
     assert.ok(failures.length > 0, 'the racy function survived 10 rounds of 32 concurrent first saves');
+    // It fails by round 2 at the latest: inside a transaction, all 31 losers hit the first insert.
     // With the unique index in place, the losers of the race hit it: duplicate_session (23505).
     assert.match(failures[0]!, /duplicate_session \(23505\)/);
   });

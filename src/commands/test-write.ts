@@ -75,6 +75,9 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
     ...(metricsPath ? { metricsPath } : {}),
     log: (line) => ctx.log(line),
   });
+  if (ctx.json && report.rows.kept) {
+    ctx.log(`tsm test-write: kept the test rows (user ids ${report.rows.prefix}*); remove them with: ${report.rows.delete_sql}`);
+  }
   return {
     exitCode: report.ok ? EXIT.ok : EXIT.failed,
     data: toJson(report),

@@ -6,13 +6,18 @@
 import type { Client } from 'pg';
 import { qualify } from '../db/ident.js';
 
-/** lock_timeout for every statement, and the target schema for the migrations (`tsm.schema`). */
+/**
+ * lock_timeout for every statement, and the target schema for the migrations (`tsm.schema`).
+ * Migrating sessions also lift statement_timeout: a concurrent index build on a large table may
+ * rightly take minutes, and killing it halfway only leaves an INVALID index; lock_timeout is what
+ * protects the application's traffic. Read-only (--dry-run) sessions keep the server's
+ * statement_timeout, and every transaction in them refuses to write, whatever a migration tries.
+ */
 export async function prepareSession(client: Client, schema: string, lockTimeoutMs: number, readOnly = false): Promise<number> {
-  // Read-only (--dry-run): every transaction of this session refuses to write, whatever a migration tries.
   const r = await client.query(
     `SELECT set_config('lock_timeout', $1::text, false),
             set_config('tsm.schema', $2::text, false),
-            ${readOnly ? "set_config('default_transaction_read_only', 'on', false)," : ''}
+            ${readOnly ? "set_config('default_transaction_read_only', 'on', false)," : "set_config('statement_timeout', '0', false),"}
             current_setting('server_version_num')::int AS version`,
     [`${lockTimeoutMs}ms`, schema],
   );

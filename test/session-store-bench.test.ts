@@ -31,6 +31,7 @@ describe('tsm bench', () => {
       const l = j.latency_ms;
       assert.ok(0 < l.p50 && l.p50 <= l.p95 && l.p95 <= l.p99 && l.p99 <= l.max, JSON.stringify(l));
       assert.ok(j.rows_removed > 0 && j.rows_removed <= 200);
+      assert.ok(j.client_cpu_us_per_call > 0, 'its own CPU per call');
       assert.equal(await own(), 0);
       assert.equal(await foreign(), 2);
     });

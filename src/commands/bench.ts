@@ -32,6 +32,7 @@ function render(r: BenchReport, style: ChalkInstance): string {
     `calls:      ${fmt(r.calls)} (${errs.length === 0 ? '0 errors' : errs.map(([c, n]) => `${style.red(c)} × ${fmt(n)}`).join(', ')})`,
     `throughput: ${fmt(r.calls_per_second)} calls/s`,
     `latency:    p50 ${r.latency_ms.p50} ms, p95 ${r.latency_ms.p95} ms, p99 ${r.latency_ms.p99} ms, max ${r.latency_ms.max} ms`,
+    `client CPU: ${r.client_cpu_us_per_call} µs per call (this process, user + system)`,
     `bench rows removed (${fmt(r.rows_removed ?? 0)})`,
   ];
   for (const [code] of errs) out.push(`${style.red(code)}: remedy: ${remedyFor(code, r.schema)}`);

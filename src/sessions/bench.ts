@@ -40,6 +40,8 @@ export interface BenchReport {
   errors: Record<string, number>;
   calls_per_second: number;
   latency_ms: { p50: number; p95: number; p99: number; max: number };
+  /** CPU time (user + system) this process spent per call while the clock ran, in µs. */
+  client_cpu_us_per_call: number;
   rows_removed: number | null;
   ok: boolean;
 }
@@ -59,7 +61,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const rows = new TestRows(BENCH_TENANT, o.schema);
   const ids = Array.from({ length: o.users }, () => rows.next());
   const sessions = Array.from({ length: 16 }, () => makeSessionString(o.length));
-  const pool = new pg.Pool({ ...o.settings.pg, max: o.clients, idleTimeoutMillis: 60_000 });
+  // No idle timeout: a bench pool is never idle, and pg-pool would arm and clear a timer on every call.
+  const pool = new pg.Pool({ ...o.settings.pg, max: o.clients, idleTimeoutMillis: 0 });
   pool.on('error', () => {});
   const store = new SessionStore({ pool, schema: o.schema, via: o.via });
   const guard = guardInterrupts({
@@ -75,6 +78,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   let n = 0;
   let calls = 0;
   let elapsedMs = 0;
+  let cpuUs = 0;
   let failure: unknown;
   try {
     // Connect every client and prepare the statement on each before the clock starts.
@@ -86,6 +90,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       ),
     );
     o.log(`tsm bench: ${o.clients} client${o.clients === 1 ? '' : 's'} for ${o.durationMs / 1000} s`);
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const deadline = t0 + o.durationMs;
     const worker = async (w: number): Promise<void> => {
@@ -108,6 +113,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     };
     await Promise.all(Array.from({ length: o.clients }, (_, w) => worker(w)));
     elapsedMs = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    cpuUs = cpu.user + cpu.system;
   } catch (err) {
     failure = err;
   }
@@ -151,6 +158,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       p99: round3(quantile(sorted, 0.99)),
       max: round3(n > 0 ? sorted[n - 1]! : 0),
     },
+    client_cpu_us_per_call: calls > 0 ? Math.round((cpuUs / calls) * 10) / 10 : 0,
     rows_removed: removed,
     ok: okCalls === calls && calls > 0 && cleanupError === null,
   };

@@ -70,11 +70,11 @@ export function statementSql(schema: string, withDiagnostics: boolean): string {
 export function upsertQuery(schema: string, via: Via, row: UpsertRow, prepared = true): UpsertQuery {
   const base = [row.tenantId, row.userId, row.sessionStringEnc, row.keyId, row.status];
   if (via === 'function') {
-    const q = cached(`f\u0000${schema}`, () => functionSql(schema));
+    const q = cached('f' + schema, () => functionSql(schema));
     return { name: prepared ? q.name : undefined, text: q.text, values: [...base, row.authError ?? null, row.errorDetails ?? null] };
   }
   const diag = row.authError !== undefined || row.errorDetails !== undefined;
-  const q = cached(`s\u0000${schema}\u0000${diag}`, () => statementSql(schema, diag));
+  const q = cached((diag ? 'd' : 's') + schema, () => statementSql(schema, diag));
   const values = diag ? [...base, row.authError ?? null, row.errorDetails ?? null] : base;
   return { name: prepared ? q.name : undefined, text: q.text, values };
 }

@@ -120,6 +120,9 @@ export class SessionStore {
   private readonly pool: Pool;
   private readonly ownsPool: boolean;
   private readonly metricsReady: Promise<SessionMetrics | null>;
+  /** Set once metricsReady has settled (saves the await on every later call). */
+  private metrics: SessionMetrics | null | undefined;
+  private readonly submit: (c: UpsertCall, cb: (err: Error | undefined, id?: string | null) => void) => void;
   private readonly logger: ((event: SaveLogEvent) => void) | undefined;
   private readonly prepared: boolean;
   private closed = false;
@@ -148,7 +151,11 @@ export class SessionStore {
     this.pipelined = (this.pool as unknown as { options?: { pipeline?: boolean } }).options?.pipeline === true;
     this.metricsReady = o.metrics === false ? Promise.resolve(null) : createSessionMetrics(o.registry);
     // Surfaced by registry()/save(); never an unhandled rejection.
-    this.metricsReady.catch(() => {});
+    this.metricsReady.then(
+      (m) => (this.metrics = m),
+      () => (this.metrics = null),
+    );
+    this.submit = this.pool.query.bind(this.pool) as unknown as typeof this.submit;
   }
 
   /** The registry holding this store's metrics (undefined with `metrics: false`). */
@@ -164,7 +171,7 @@ export class SessionStore {
 
   /** Saves (upserts) one session. Never throws for database errors or bad input. */
   async save(input: SaveInput, options: SaveOptions = {}): Promise<SaveResult> {
-    const metrics = await this.metricsReady.catch(() => null);
+    const metrics = this.metrics !== undefined ? this.metrics : await this.metricsReady.catch(() => null);
     const userId = typeof input?.userId === 'string' ? input.userId : null;
     const length = typeof input?.sessionStringEnc === 'string' ? input.sessionStringEnc.length : null;
     const finish = (r: SaveResult): SaveResult => {
@@ -234,8 +241,7 @@ export class SessionStore {
   private async execute(q: ReturnType<typeof upsertQuery>): Promise<string | null> {
     if (q.name !== undefined && !this.pipelined) {
       const call = new UpsertCall(q.name, q.text, q.values);
-      const query = this.pool.query.bind(this.pool) as unknown as (c: UpsertCall, cb: (err: Error | undefined, id?: string | null) => void) => void;
-      return new Promise((resolve, reject) => query(call, (err, id) => (err ? reject(err) : resolve(id ?? null))));
+      return new Promise((resolve, reject) => this.submit(call, (err, id) => (err ? reject(err) : resolve(id ?? null))));
     }
     const res = await this.pool.query<{ id: string | null }>(q.name ? { name: q.name, text: q.text, values: q.values } : { text: q.text, values: q.values });
     return res.rows[0]?.id ?? null;

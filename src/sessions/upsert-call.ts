@@ -1,18 +1,20 @@
 /**
  * One upsert as a pg "submittable" (the interface pg-cursor and pg-query-stream use): the
  * statement is parsed once per connection (a named prepared statement), then each call sends
- * only Bind / Execute / Sync and reads the one returned id straight from the DataRow.
+ * only Bind / Execute / Sync, encoded here into one buffer and written with one write, and reads
+ * the one returned id straight from the DataRow.
  *
- * pg's own Query would also send a Describe per call and build a Result object with type
- * parsers for every row description; for a call that returns one uuid as text this is the part
- * of the client-side cost that can go (see bench/README.md, upsert-vs-pgbench).
+ * pg's own Query would also send a Describe per call, write three messages through three
+ * serializer calls, and build a Result object with type parsers for every row description; for a
+ * call that returns one uuid as text that is most of the client-side CPU, and a client that burns
+ * CPU next to its database server slows the server down (bench/README.md, upsert-vs-pgbench).
  */
 
 /** The parts of pg's internal Connection this uses (the same calls pg's own Query makes). */
 interface PgConnection {
   parsedStatements: Record<string, string>;
   submittedNamedStatements: Record<string, string>;
-  stream: { cork?: () => void; uncork?: () => void };
+  stream: { cork?: () => void; uncork?: () => void; write(buf: Buffer): boolean };
   parse(msg: { text: string; name: string; types: number[] }): void;
   bind(msg: { statement: string; values: unknown[] }): void;
   execute(msg: { portal: string; rows: number }): void;
@@ -43,15 +45,16 @@ export class UpsertCall {
     if (previous !== undefined && previous !== this.text) {
       return new Error(`prepared statement ${this.name} was used for a different statement`);
     }
+    const message = bindExecuteSync(this.name, this.values);
+    if (previous !== undefined) {
+      con.stream.write(message);
+      return null;
+    }
     con.stream.cork?.();
     try {
-      if (previous === undefined) {
-        con.parse({ text: this.text, name: this.name, types: [] });
-        con.submittedNamedStatements[this.name] = this.text;
-      }
-      con.bind({ statement: this.name, values: this.values });
-      con.execute({ portal: '', rows: 0 });
-      con.sync();
+      con.parse({ text: this.text, name: this.name, types: [] });
+      con.submittedNamedStatements[this.name] = this.text;
+      con.stream.write(message);
     } finally {
       con.stream.uncork?.();
     }
@@ -86,4 +89,45 @@ export class UpsertCall {
     if (err) this.callback?.(err);
     else this.callback?.(null, this.id);
   }
+}
+
+/** Execute (unnamed portal, all rows) and Sync: always the same 15 bytes. */
+const EXECUTE_SYNC = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x53, 0, 0, 0, 4]);
+
+/**
+ * Bind (unnamed portal, the named statement, every parameter as text or NULL, results as text),
+ * then Execute and Sync, in one buffer (PostgreSQL frontend/backend protocol v3).
+ */
+export function bindExecuteSync(statement: string, values: readonly unknown[]): Buffer {
+  const n = values.length;
+  const texts: (string | null)[] = new Array(n);
+  const sizes: number[] = new Array(n);
+  const nameSize = Buffer.byteLength(statement, 'utf8');
+  // length field + portal "\0" + statement + "\0" + format count + formats + value count + values + result formats
+  let bindLength = 4 + 1 + nameSize + 1 + 2 + 2 * n + 2 + 2 + 2;
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    const t = v === null || v === undefined ? null : typeof v === 'string' ? v : String(v);
+    texts[i] = t;
+    sizes[i] = t === null ? -1 : Buffer.byteLength(t, 'utf8');
+    bindLength += 4 + Math.max(0, sizes[i]!);
+  }
+  const buf = Buffer.allocUnsafe(1 + bindLength + EXECUTE_SYNC.length);
+  let o = 0;
+  buf[o++] = 0x42; // 'B'
+  o = buf.writeInt32BE(bindLength, o);
+  buf[o++] = 0; // unnamed portal
+  o += buf.write(statement, o, 'utf8');
+  buf[o++] = 0;
+  o = buf.writeInt16BE(n, o);
+  for (let i = 0; i < n; i++) o = buf.writeInt16BE(0, o); // every parameter in text format
+  o = buf.writeInt16BE(n, o);
+  for (let i = 0; i < n; i++) {
+    o = buf.writeInt32BE(sizes[i]!, o);
+    if (texts[i] !== null) o += buf.write(texts[i]!, o, 'utf8');
+  }
+  o = buf.writeInt16BE(1, o); // one result format …
+  o = buf.writeInt16BE(0, o); // … text
+  EXECUTE_SYNC.copy(buf, o);
+  return buf;
 }

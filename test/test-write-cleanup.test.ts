@@ -13,9 +13,17 @@ import { fixedSchema } from './helpers/fixtures.js';
 const db = await createTestDatabase(import.meta.url);
 await db.sql(fixedSchema('public') + fixedSchema('short'));
 await db.sql('ALTER TABLE short.telegram_sessions ALTER COLUMN session_string_enc TYPE varchar(255)');
+// A write that hangs: a trigger sleeps a minute on sessions of 777 characters.
+await db.sql(`${fixedSchema('slow')}
+  CREATE FUNCTION slow.hang() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF length(NEW.session_string_enc) = 777 THEN PERFORM pg_sleep(60); END IF;
+    RETURN NEW;
+  END $$;
+  CREATE TRIGGER hang BEFORE INSERT ON slow.telegram_sessions FOR EACH ROW EXECUTE FUNCTION slow.hang();`);
 
 // Rows that are not the run's own, some of them in its tenant: they must survive everything.
-for (const schema of ['public', 'short']) {
+for (const schema of ['public', 'short', 'slow']) {
   await db.sql(
     `INSERT INTO "${schema}".telegram_sessions (tenant_id, user_id, session_string_enc) VALUES
        ('app', '139883458', 'keep'), ('tsm-test', 'tsm-test:feedface:1', 'keep'), ('tsm-test', 'manual', 'keep')`,
@@ -90,6 +98,20 @@ describe('test-write cleanup', () => {
     });
     assert.equal(r.code, 130, r.stdout + r.stderr);
     assert.deepEqual(await state(), { foreign: 3, ours: 0 });
+  });
+
+  it('SIGINT while a write hangs: after the 10 s grace tsm cancels its own statement, then removes its rows', async () => {
+    const t0 = Date.now();
+    const r = await runTsm(['test-write', '-d', db.url, '--schema', 'slow', '--lengths', '68,777'], {
+      onSpawn: killWhen(/saving a session of 777 characters/, 'SIGINT', 300),
+    });
+    const took = Date.now() - t0;
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /cleanup is taking too long: cancelling our queries/);
+    assert.ok(took < 30_000, `took ${took} ms: the sleeping statement was cancelled, not waited for`);
+    assert.deepEqual(await state('slow'), { foreign: 3, ours: 0 });
+    const stuck = await db.sql(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%upsert_telegram_session%' AND state = 'active'`);
+    assert.equal(stuck.rows[0].n, 0, 'no statement of the run is left running');
   });
 
   it('SIGTERM: exit 143, zero rows of its own', async () => {

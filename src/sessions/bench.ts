@@ -68,9 +68,11 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const guard = guardInterrupts({
     name: 'bench',
     log: o.log,
-    emergency: async () => {
-      await rows.remove(admin);
-    },
+    emergency: () =>
+      rows.remove(admin).then(
+        () => {},
+        (err: unknown) => o.log(`tsm bench: could not remove the bench rows (${classifyError(err).code}); remove them with: ${rows.deleteSql()}`),
+      ),
   });
 
   const errors: Record<string, number> = {};

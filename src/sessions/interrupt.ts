@@ -41,9 +41,9 @@ export function guardInterrupts(opts: {
     exiting = true;
     // Inside another command that handles signals itself (tsm demo), leave the exit to it.
     const othersExit = process.listenerCount(sig) > 1;
-    opts
-      .emergency()
-      .catch(() => {})
+    // The emergency cleanup gets 5 s; a lock it cannot get must not keep the process alive.
+    const limit = new Promise<void>((resolve) => setTimeout(resolve, 5000).unref());
+    Promise.race([opts.emergency().catch(() => {}), limit])
       .finally(() => {
         if (!othersExit) process.exit(exitCodeFor(sig));
       });

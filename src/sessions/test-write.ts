@@ -125,7 +125,15 @@ export async function runTestWrite(o: TestWriteOptions): Promise<TestWriteReport
       if (e.outcome === 'saved' || e.outcome === 'connection_error') wrote = true;
     },
   });
-  const guard = guardInterrupts({ name: 'test-write', log: o.log, emergency: () => emergencyCleanup(o.settings, pids, rows, o.keep) });
+  const guard = guardInterrupts({
+    name: 'test-write',
+    log: o.log,
+    emergency: () =>
+      emergencyCleanup(o.settings, pids, rows, o.keep).catch((err: unknown) => {
+        const c = classifyError(err);
+        o.log(`tsm test-write: could not remove the test rows (${c.code}: ${c.message.split('\n')[0]}); remove them with: ${rows.deleteSql()}`);
+      }),
+  });
 
   const results: LengthResult[] = [];
   const details = new Map<string, { sqlstate: string | null; message: string }>();

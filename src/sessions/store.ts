@@ -16,7 +16,7 @@ import type { Registry } from 'prom-client';
 import { classifyError, type ErrorCode } from '../db/classify.js';
 import { createSessionMetrics, type SessionMetrics } from './metrics.js';
 import { backoffDelay, retryPolicy, sleep, type RetryOptions, type RetryPolicy } from './retry.js';
-import { upsertQuery, VIAS, type UpsertRow, type Via } from './sql.js';
+import { upsertQuery, VIAS, type UpsertQuery, type UpsertRow, type Via } from './sql.js';
 import { UpsertCall } from './upsert-call.js';
 
 export type { Via } from './sql.js';
@@ -172,18 +172,7 @@ export class SessionStore {
   /** Saves (upserts) one session. Never throws for database errors or bad input. */
   async save(input: SaveInput, options: SaveOptions = {}): Promise<SaveResult> {
     const metrics = this.metrics !== undefined ? this.metrics : await this.metricsReady.catch(() => null);
-    const userId = typeof input?.userId === 'string' ? input.userId : null;
-    const length = typeof input?.sessionStringEnc === 'string' ? input.sessionStringEnc.length : null;
-    const finish = (r: SaveResult): SaveResult => {
-      if (this.logger) {
-        try {
-          this.logger({ userId, length, outcome: r.ok ? 'saved' : r.code });
-        } catch {
-          // a logger must not turn a save into an exception
-        }
-      }
-      return r;
-    };
+    const finish = (r: SaveResult): SaveResult => (this.logger ? this.log(input, r) : r);
 
     const invalid = validateSaveInput(input);
     if (invalid !== null) {
@@ -215,36 +204,53 @@ export class SessionStore {
     }
   }
 
-  private async attempt(q: ReturnType<typeof upsertQuery>, row: UpsertRow, attempt: number): Promise<SaveResult> {
+  /** Calls the logger hook with user id, length and outcome only. */
+  private log(input: SaveInput, r: SaveResult): SaveResult {
     try {
-      const id = await this.execute(q);
-      if (id !== null) return { ok: true, id, attempts: attempt };
-      if (this.via === 'statement') {
-        // ON CONFLICT … DO UPDATE … WHERE t.tenant_id = EXCLUDED.tenant_id matched nothing.
-        return {
-          ok: false,
-          code: 'tenant_mismatch',
-          retryable: false,
-          sqlstate: 'TSM01',
-          details: `user_id ${row.userId} belongs to another tenant (the row was left as it was)`,
-          attempts: attempt,
-        };
-      }
-      return { ok: false, code: 'database_error', retryable: false, sqlstate: null, details: 'upsert_telegram_session returned no id', attempts: attempt };
-    } catch (err) {
-      const c = classifyError(err);
-      return { ok: false, code: c.code, retryable: c.retryable, sqlstate: c.sqlstate, details: firstLine(c.message), attempts: attempt };
+      this.logger?.({
+        userId: typeof input?.userId === 'string' ? input.userId : null,
+        length: typeof input?.sessionStringEnc === 'string' ? input.sessionStringEnc.length : null,
+        outcome: r.ok ? 'saved' : r.code,
+      });
+    } catch {
+      // a logger must not turn a save into an exception
     }
+    return r;
+  }
+
+  /** One database attempt; never rejects. */
+  private attempt(q: UpsertQuery, row: UpsertRow, attempt: number): Promise<SaveResult> {
+    return this.execute(q).then(
+      (id): SaveResult => {
+        if (id !== null) return { ok: true, id, attempts: attempt };
+        if (this.via === 'statement') {
+          // ON CONFLICT … DO UPDATE … WHERE t.tenant_id = EXCLUDED.tenant_id matched nothing.
+          return {
+            ok: false,
+            code: 'tenant_mismatch',
+            retryable: false,
+            sqlstate: 'TSM01',
+            details: `user_id ${row.userId} belongs to another tenant (the row was left as it was)`,
+            attempts: attempt,
+          };
+        }
+        return { ok: false, code: 'database_error', retryable: false, sqlstate: null, details: 'upsert_telegram_session returned no id', attempts: attempt };
+      },
+      (err: unknown): SaveResult => {
+        const c = classifyError(err);
+        return { ok: false, code: c.code, retryable: c.retryable, sqlstate: c.sqlstate, details: firstLine(c.message), attempts: attempt };
+      },
+    );
   }
 
   /** Runs the upsert; resolves the returned id (null: no row came back). */
-  private async execute(q: ReturnType<typeof upsertQuery>): Promise<string | null> {
+  private execute(q: UpsertQuery): Promise<string | null> {
     if (q.name !== undefined && !this.pipelined) {
       const call = new UpsertCall(q.name, q.text, q.values);
       return new Promise((resolve, reject) => this.submit(call, (err, id) => (err ? reject(err) : resolve(id ?? null))));
     }
-    const res = await this.pool.query<{ id: string | null }>(q.name ? { name: q.name, text: q.text, values: q.values } : { text: q.text, values: q.values });
-    return res.rows[0]?.id ?? null;
+    const config = q.name ? { name: q.name, text: q.text, values: q.values } : { text: q.text, values: q.values };
+    return this.pool.query<{ id: string | null }>(config).then((res) => res.rows[0]?.id ?? null);
   }
 
   /** Ends the pool when SessionStore built it (a pool you passed stays open). Idempotent. */

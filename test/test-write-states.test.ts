@@ -15,10 +15,10 @@ await db.sql(`
   ${preFixSchema('racy')}
   ALTER TABLE racy.telegram_sessions ADD COLUMN auth_error text, ADD COLUMN error_details text;
   CREATE UNIQUE INDEX telegram_sessions_user_id_unique ON racy.telegram_sessions (user_id) WHERE user_id IS NOT NULL;
-  ${incidentRacyFunction('racy')}
+  ${incidentRacyFunction('racy', { windowMs: 20 })}
   ${preFixSchema('incident')}
   ALTER TABLE incident.telegram_sessions ADD COLUMN auth_error text, ADD COLUMN error_details text;
-  ${incidentRacyFunction('incident')}
+  ${incidentRacyFunction('incident', { windowMs: 20 })}
   ${fixedSchema('public')}
 `);
 

@@ -59,9 +59,15 @@ CREATE UNIQUE INDEX telegram_sessions_user_id_unique ON ${s}.telegram_sessions (
 ${fixedFunction(schema)}`;
 }
 
-/** The incident write-up's UPDATE-then-INSERT function (racy: two first saves both INSERT). */
-export function incidentRacyFunction(schema = 'public'): string {
+/**
+ * The incident write-up's UPDATE-then-INSERT function (racy: two first saves both INSERT).
+ * `windowMs` widens its race window (a pause between the UPDATE that found nothing and the
+ * INSERT) so a test that must see the race does not depend on the scheduler of a loaded machine;
+ * 0 is the incident's function exactly.
+ */
+export function incidentRacyFunction(schema = 'public', opts: { windowMs?: number } = {}): string {
   const s = q(schema);
+  const pause = opts.windowMs ? `PERFORM pg_sleep(${opts.windowMs / 1000});` : '';
   return `
 CREATE OR REPLACE FUNCTION ${s}.upsert_telegram_session(
     p_tenant_id VARCHAR(255), p_user_id VARCHAR(255), p_session_string_enc TEXT, p_key_id VARCHAR(64),
@@ -76,6 +82,7 @@ BEGIN
     WHERE user_id = p_user_id
     RETURNING id INTO session_id;
     IF session_id IS NULL THEN
+        ${pause}
         INSERT INTO ${s}.telegram_sessions (
             tenant_id, user_id, session_string_enc, key_id, status, auth_error, error_details
         ) VALUES (

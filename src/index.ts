@@ -16,3 +16,14 @@ export {
 } from './sessions/store.js';
 export { createSessionMetrics, METRIC, DURATION_BUCKETS, type SessionMetrics, type SaveStatus } from './sessions/metrics.js';
 export { makeSessionString, shortHash } from './sessions/session-string.js';
+export {
+  runDoctor,
+  exitCodeFor,
+  CHECKS,
+  CHECK_IDS,
+  type CheckResult,
+  type DoctorEnv,
+  type DoctorReport,
+} from './doctor/index.js';
+export { migrationStatus, type MigrationStatus, type MigrationRow, type MigrationState } from './migrate/status.js';
+export { dedupe, type DedupeOptions, type DedupeReport } from './dedupe/engine.js';

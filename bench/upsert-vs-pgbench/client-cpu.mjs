@@ -59,6 +59,7 @@ for (let i = 0; i < N; i++) {
   clients.push(c);
 }
 const pool = new pg.Pool({ connectionString: url, max: N, idleTimeoutMillis: 0 });
+pool.on('error', () => {});
 const store = new SessionStore({ pool });
 const bare = new SessionStore({ pool, metrics: false });
 // The raw-socket floor needs connections of its own (their 'data' listeners are taken over).

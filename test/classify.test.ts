@@ -5,16 +5,13 @@ import pg from 'pg';
 import { classifyError, type ErrorCode } from '../src/db/classify.js';
 import { freePort } from '../src/embedded.js';
 import { asAdmin, createTestDatabase } from './helpers/db.js';
+import { rejection, settle, waitFor } from './helpers/wait.js';
 
 const db = await createTestDatabase(import.meta.url);
 
-async function failureOf(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  assert.fail('expected the statement to fail');
+/** The error of a statement that must fail; handlers are attached at once (see helpers/wait.ts). */
+function failureOf(p: Promise<unknown>): Promise<unknown> {
+  return rejection(settle(p), 'the statement');
 }
 
 async function expectCode(p: Promise<unknown>, code: ErrorCode, sqlstate: string, retryable: boolean): Promise<void> {
@@ -119,10 +116,15 @@ describe('classifyError by SQLSTATE', () => {
     victim.on('error', () => {});
     await victim.connect();
     const pid = (await victim.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-    const p = victim.query('SELECT pg_sleep(5)');
-    await new Promise((r) => setTimeout(r, 100));
-    await db.sql('SELECT pg_terminate_backend($1)', [pid]);
-    await expectCode(p, 'connection_error', '57P01', true);
+    // Handlers attached now: the query fails as soon as the backend is terminated, which may be
+    // before pg_terminate_backend's own result arrives here.
+    const p = settle(victim.query('SELECT pg_sleep(5)'));
+    await waitFor('the victim sleeping in pg_sleep', async () =>
+      (await db.sql(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'`, [pid])).rowCount === 1,
+    );
+    assert.equal((await db.sql('SELECT pg_terminate_backend($1) AS ok', [pid])).rows[0].ok, true);
+    const c = classifyError(await rejection(p, 'the terminated query'));
+    assert.deepEqual({ code: c.code, sqlstate: c.sqlstate, retryable: c.retryable }, { code: 'connection_error', sqlstate: '57P01', retryable: true });
     await victim.end().catch(() => {});
   });
 });

@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
 import { preFixSchema } from './helpers/fixtures.js';
+import { waitFor } from './helpers/wait.js';
 
 const db = await createTestDatabase(import.meta.url);
 
@@ -58,11 +59,9 @@ describe('tsm dedupe: kill -9 mid-run, then run again', () => {
     assert.equal(k.signal, 'SIGKILL', `dedupe finished before it could be killed (exit ${k.code}): make the run longer`);
 
     // The server notices the dead client and rolls back its open transaction, if any.
-    for (let i = 0; i < 100; i++) {
-      const busy = await one(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tsm'`);
-      if (busy.n === 0) break;
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    await waitFor("the killed dedupe's backends gone", async () =>
+      (await one(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tsm'`)).n === 0,
+    );
     const mid = await places();
     const remaining = (await one(`SELECT count(*)::int AS n FROM (SELECT 1 FROM telegram_sessions GROUP BY user_id HAVING count(*) > 1) d`)).n;
     t.diagnostic(`killed with ${mid.archive} rows archived (${seen} seen before the kill), ${remaining} user_ids still duplicated`);

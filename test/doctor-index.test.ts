@@ -7,12 +7,9 @@ import { describe, it } from 'node:test';
 import { createTestDatabase } from './helpers/db.js';
 import { doctor } from './helpers/doctor.js';
 import { fixedFunction, fixedSchema, preFixSchema } from './helpers/fixtures.js';
+import { outcome, settle, waitFor } from './helpers/wait.js';
 
 const db = await createTestDatabase(import.meta.url);
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
-}
 
 describe('tsm doctor: indexes', () => {
   it('5. an INVALID unique index left by a failed CREATE UNIQUE INDEX CONCURRENTLY: index.invalid fails', async () => {
@@ -52,14 +49,11 @@ describe('tsm doctor: indexes', () => {
     // An open write transaction makes the concurrent build wait, with its index not yet valid.
     await writer.query('BEGIN');
     await writer.query(`INSERT INTO building.telegram_sessions (tenant_id, user_id) VALUES ('t', 'w1')`);
-    const build = builder.query('CREATE INDEX CONCURRENTLY tg_key_id_idx ON building.telegram_sessions (key_id)');
+    const build = settle(builder.query('CREATE INDEX CONCURRENTLY tg_key_id_idx ON building.telegram_sessions (key_id)'));
     try {
-      for (let i = 0; ; i++) {
-        const p = await db.sql(`SELECT 1 FROM pg_stat_progress_create_index WHERE index_relid = to_regclass('building.tg_key_id_idx')`);
-        if (p.rowCount === 1) break;
-        assert.ok(i < 200, 'the build never showed up in pg_stat_progress_create_index');
-        await sleep(50);
-      }
+      await waitFor('the build in pg_stat_progress_create_index', async () =>
+        (await db.sql(`SELECT 1 FROM pg_stat_progress_create_index WHERE index_relid = to_regclass('building.tg_key_id_idx')`)).rowCount === 1,
+      );
       const during = await doctor(db.url, ['--schema', 'building']);
       const inv = during.check('index.invalid');
       assert.equal(inv.status, 'ok');
@@ -67,7 +61,7 @@ describe('tsm doctor: indexes', () => {
       assert.equal(during.code, 0);
     } finally {
       await writer.query('ROLLBACK');
-      await build;
+      await outcome(build);
     }
     const after = await doctor(db.url, ['--schema', 'building']);
     assert.equal(after.check('index.invalid').status, 'ok');

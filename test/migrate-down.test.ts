@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { createTestDatabase } from './helpers/db.js';
 import { preFixSchema } from './helpers/fixtures.js';
 import { SHIPPED, history, indexesOf, lastLine, migrate, seed } from './helpers/migrate.js';
+import { outcome, settle, waitFor } from './helpers/wait.js';
 
 const db = await createTestDatabase(import.meta.url);
 
@@ -90,15 +91,13 @@ describe('tsm migrate down', () => {
     // An insert still in flight: down's count sees no row, then its LOCK TABLE waits for the insert.
     const writer = await db.client();
     await writer.query(`BEGIN; INSERT INTO guard.telegram_sessions (tenant_id, user_id) VALUES ('t-1', 'late')`);
-    const run = migrate(db.url, ['down', '--schema', 'guard', '--lock-timeout', '10s']);
-    for (let i = 0; i < 200; i++) {
-      const w = await db.sql(`SELECT count(*)::int AS n FROM pg_locks WHERE relation = to_regclass('guard.telegram_sessions')
-         AND mode = 'AccessExclusiveLock' AND NOT granted`);
-      if (w.rows[0].n > 0) break;
-      await new Promise((res) => setTimeout(res, 25));
-    }
+    const run = settle(migrate(db.url, ['down', '--schema', 'guard', '--lock-timeout', '10s']));
+    await waitFor("down's LOCK TABLE waiting behind the insert", async () =>
+      (await db.sql(`SELECT count(*)::int AS n FROM pg_locks WHERE relation = to_regclass('guard.telegram_sessions')
+         AND mode = 'AccessExclusiveLock' AND NOT granted`)).rows[0].n > 0,
+    );
     await writer.query('COMMIT');
-    const r = await run;
+    const r = await outcome(run);
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.match(lastLine(r.stderr), /^tsm: 0001_create_table \(down\) failed: refusing to drop guard\.telegram_sessions: rows arrived while migrating down; dropping it would lose them; nothing was reverted$/);
     assert.equal((await db.sql(`SELECT count(*)::int AS n FROM guard.telegram_sessions`)).rows[0].n, 1, 'the late row is there');

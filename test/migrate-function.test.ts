@@ -11,6 +11,7 @@ import { classifyError } from '../src/db/classify.js';
 import { createTestDatabase } from './helpers/db.js';
 import { incidentRacyFunction } from './helpers/fixtures.js';
 import { migrate } from './helpers/migrate.js';
+import { waitFor } from './helpers/wait.js';
 
 const db = await createTestDatabase(import.meta.url);
 const CALLS = 32;
@@ -31,6 +32,24 @@ interface Race {
   errors: string[];
   rows: number;
   ids: Set<string>;
+  /** The most calls that were inside the function's transaction at one instant (server clock). */
+  overlap: number;
+}
+
+/** The largest number of [start, end] intervals that contain one instant. */
+function maxOverlap(intervals: { t0: number; t1: number }[]): number {
+  const events = intervals.flatMap((i) => [
+    { t: i.t0, d: 1 },
+    { t: i.t1, d: -1 },
+  ]);
+  events.sort((a, b) => a.t - b.t || a.d - b.d);
+  let now = 0;
+  let most = 0;
+  for (const e of events) {
+    now += e.d;
+    most = Math.max(most, now);
+  }
+  return most;
 }
 
 /**
@@ -47,18 +66,20 @@ async function race(schema: string, user: string, holdMs = 0): Promise<Race> {
   const calls = clients.map((c, i) =>
     c
       .query(
-        `SELECT pg_advisory_xact_lock_shared(${BARRIER}); SELECT "${schema}".upsert_telegram_session('t-1', '${user}', 'session-${i}', 'k1', 'active') AS id;` +
-          ` SELECT pg_sleep(${holdMs / 1000})`,
+        `SELECT pg_advisory_xact_lock_shared(${BARRIER}); SELECT extract(epoch FROM clock_timestamp())::float8 AS t0;` +
+          ` SELECT "${schema}".upsert_telegram_session('t-1', '${user}', 'session-${i}', 'k1', 'active') AS id;` +
+          ` SELECT pg_sleep(${holdMs / 1000}); SELECT extract(epoch FROM clock_timestamp())::float8 AS t1`,
       )
-      .then((res) => ({ ok: true as const, id: String((res as unknown as pg.QueryResult[])[1]!.rows[0].id) }))
+      .then((res) => {
+        const r = res as unknown as pg.QueryResult[];
+        return { ok: true as const, id: String(r[2]!.rows[0].id), t0: Number(r[1]!.rows[0].t0), t1: Number(r[4]!.rows[0].t1) };
+      })
       .catch((err: unknown) => ({ ok: false as const, error: `${classifyError(err).code} (${classifyError(err).sqlstate})` })),
   );
   // Wait until every call is queued on the gate, then open it.
-  for (let i = 0; i < 200; i++) {
-    const w = await gate.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1`, [BARRIER]);
-    if (w.rows[0].n === CALLS) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await waitFor(`all ${CALLS} calls queued on the gate`, async () =>
+    (await gate.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1`, [BARRIER])).rows[0].n === CALLS,
+  );
   await gate.query('SELECT pg_advisory_unlock($1)', [BARRIER]);
   const results = await Promise.all(calls);
   await gate.end();
@@ -67,17 +88,24 @@ async function race(schema: string, user: string, holdMs = 0): Promise<Race> {
     errors: results.flatMap((r) => (r.ok ? [] : [r.error])),
     rows,
     ids: new Set(results.flatMap((r) => (r.ok ? [r.id] : []))),
+    overlap: maxOverlap(results.flatMap((r) => (r.ok ? [{ t0: r.t0, t1: r.t1 }] : []))),
   };
 }
 
 describe('upsert_telegram_session installed by tsm migrate', () => {
-  it(`${CALLS} concurrent first saves for one user_id: no error, one row, one id (10 rounds, half of them inside 20 ms transactions)`, async () => {
+  it(`${CALLS} concurrent first saves for one user_id: no error, one row, one id (10 rounds, half of them inside 20 ms transactions)`, async (t) => {
+    const overlaps: number[] = [];
     for (let round = 1; round <= 10; round++) {
-      const r = await race('fixed', `race-${round}`, round % 2 === 0 ? 20 : 0);
+      const hold = round % 2 === 0 ? 20 : 0;
+      const r = await race('fixed', `race-${round}`, hold);
       assert.deepEqual(r.errors, [], `round ${round}`);
       assert.equal(r.rows, 1, `round ${round}: rows`);
       assert.equal(r.ids.size, 1, `round ${round}: every call returned the same id`);
+      overlaps.push(r.overlap);
+      // The race really happened: calls were inside their transactions at the same time.
+      assert.ok(r.overlap >= 2, `round ${round}: the calls never overlapped on the server (at most ${r.overlap} at once)`);
     }
+    t.diagnostic(`most calls inside the function at once, per round: ${overlaps.join(', ')}`);
   });
 
   it("the incident's UPDATE-then-INSERT function fails the same race (expected failure)", async () => {

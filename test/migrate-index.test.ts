@@ -11,6 +11,7 @@ import { createTestDatabase } from './helpers/db.js';
 import { doctor } from './helpers/doctor.js';
 import { preFixSchema } from './helpers/fixtures.js';
 import { SHIPPED, catalogSnapshot, history, indexesOf, lastLine, migrate, rowsText, seed } from './helpers/migrate.js';
+import { outcome, settle, waitFor } from './helpers/wait.js';
 
 const db = await createTestDatabase(import.meta.url);
 
@@ -95,17 +96,15 @@ describe('tsm migrate up: the unique index on user_id', () => {
     await holder.query(`BEGIN; UPDATE busy.telegram_sessions SET status = status WHERE user_id = 'u-1'`);
     const builder = await db.client();
     const pid = (await builder.query('SELECT pg_backend_pid() AS p')).rows[0].p;
-    const build = builder.query(`CREATE UNIQUE INDEX CONCURRENTLY telegram_sessions_user_id_unique ON busy.telegram_sessions (user_id) WHERE user_id IS NOT NULL`);
-    for (let i = 0; i < 100; i++) {
-      const p = await db.sql(`SELECT count(*)::int AS n FROM pg_stat_progress_create_index WHERE pid = $1`, [pid]);
-      if (p.rows[0].n === 1) break;
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    const build = settle(builder.query(`CREATE UNIQUE INDEX CONCURRENTLY telegram_sessions_user_id_unique ON busy.telegram_sessions (user_id) WHERE user_id IS NOT NULL`));
+    await waitFor('the other build in pg_stat_progress_create_index', async () =>
+      (await db.sql(`SELECT count(*)::int AS n FROM pg_stat_progress_create_index WHERE pid = $1`, [pid])).rows[0].n === 1,
+    );
     const r = await migrate(db.url, ['up', '--schema', 'busy']);
     assert.equal(r.code, 1, r.stderr);
     assert.match(lastLine(r.stderr), new RegExp(`an index build of telegram_sessions_user_id_unique is in progress \\(pid ${pid}\\); wait for it to finish`));
     await holder.query('COMMIT');
-    await build;
+    await outcome(build);
     const idx = (await indexesOf(db, 'busy')).find((i) => i.name === 'telegram_sessions_user_id_unique');
     assert.equal(idx?.valid, true, 'the other build completed undisturbed');
     const again = await migrate(db.url, ['up', '--schema', 'busy', '--json']);

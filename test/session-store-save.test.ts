@@ -9,6 +9,7 @@ import { freePort } from '../src/embedded.js';
 import { SessionStore, makeSessionString, type SaveLogEvent, type SessionStoreOptions } from '../src/index.js';
 import { createTestDatabase } from './helpers/db.js';
 import { fixedSchema } from './helpers/fixtures.js';
+import { settle } from './helpers/wait.js';
 
 const db = await createTestDatabase(import.meta.url);
 await db.sql(fixedSchema('public') + fixedSchema('Tg "Sessions"'));
@@ -123,10 +124,13 @@ describe('retries', () => {
     const holder = await db.client();
     await holder.query('BEGIN; LOCK TABLE telegram_sessions IN ACCESS EXCLUSIVE MODE');
     const s = store({ poolConfig: { options: '-c lock_timeout=40' }, retry: { attempts: 10, baseDelayMs: 40, maxDelayMs: 100 }, metrics: true });
-    const release = setTimeout(() => void holder.query('ROLLBACK'), 250);
+    // The ROLLBACK's promise is settled at once (never an unhandled rejection) and awaited below.
+    let released: Promise<unknown> = Promise.resolve();
+    const release = setTimeout(() => (released = settle(holder.query('ROLLBACK'))), 250);
     const userId = uid();
     const r = await s.save({ tenantId: 't', userId, sessionStringEnc: 'abc', keyId: 'k' });
     clearTimeout(release);
+    await released;
     assert.ok(r.ok, JSON.stringify(r));
     assert.ok(r.attempts >= 2 && r.attempts <= 10, `attempts: ${r.attempts}`);
     const rows = await db.sql('SELECT count(*)::int AS n FROM telegram_sessions WHERE user_id = $1', [userId]);

@@ -35,8 +35,12 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS
   return env;
 }
 
+/**
+ * Runs the CLI to completion. Never rejects (a failure to spawn is reported as exit code null with
+ * the reason in stderr), so a test may start a run, await other things, and read the result later.
+ */
 export function runTsm(args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], { env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -44,7 +48,9 @@ export function runTsm(args: string[], opts: RunOptions = {}): Promise<RunResult
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
     opts.onSpawn?.(child);
-    child.on('error', reject);
+    child.on('error', (err) => {
+      stderr += `runTsm: cannot run ${BIN}: ${err.message}\n`;
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({

@@ -155,7 +155,7 @@ export async function startEmbedded(opts: StartOptions = {}): Promise<EmbeddedSe
   } catch (err) {
     await stop();
     const tail = logs.slice(-3).join(' ').replace(/\s+/g, ' ').slice(0, 300);
-    throw new Error(`embedded PostgreSQL failed to start: ${(err as Error).message.split('\n')[0]} ${tail}`.trim());
+    throw new Error(`embedded PostgreSQL failed to start: ${(err as Error).message.split('\n')[0]} ${tail}`.trim(), { cause: err });
   }
   return { url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, port, dataDir, stop };
 }

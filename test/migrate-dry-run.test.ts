@@ -21,7 +21,7 @@ describe('tsm migrate up --dry-run', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, '');
     const out = r.stdout;
-    assert.match(out, /^-- tsm migrate up --dry-run {2}postgres:\/\/\S+ {2}·  schema public\n-- nothing below has been run: no lock taken, nothing created or changed\n/);
+    assert.match(out, /^-- tsm migrate up --dry-run {2}postgres:\/\/\S+ {2}· {2}schema public\n-- nothing below has been run: no lock taken, nothing created or changed\n/);
     assert.match(out, /-- setup\nBEGIN;\nCREATE TABLE IF NOT EXISTS "public"\."tsm_migrations" \(/);
     for (const name of SHIPPED) assert.match(out, new RegExp(`^-- ${name} \\(`, 'm'));
     assert.match(out, /-- public\.telegram_sessions exists: left as it is/);

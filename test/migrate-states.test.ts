@@ -103,7 +103,7 @@ describe('tsm migrate up: from any earlier state to the fixed schema', () => {
     assert.match(dry.stdout, /CREATE UNIQUE INDEX CONCURRENTLY "telegram_sessions_user_id_unique" ON "tg"\.telegram_sessions/);
     const r = await migrate(db.url, ['up', '--schema', 'tg']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^tsm migrate up {2}postgres:\/\/.* {2}·  schema tg$/m);
+    assert.match(r.stdout, /^tsm migrate up {2}postgres:\/\/.* {2}· {2}schema tg$/m);
     assert.deepEqual(await history(db, 'tg'), SHIPPED);
     assert.deepEqual(await history(db, 'public'), [], 'no history in public');
     const publicAfter = (await db.sql(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'`)).rows[0].n;

@@ -126,7 +126,9 @@ describe('retries', () => {
     const s = store({ poolConfig: { options: '-c lock_timeout=40' }, retry: { attempts: 10, baseDelayMs: 40, maxDelayMs: 100 }, metrics: true });
     // The ROLLBACK's promise is settled at once (never an unhandled rejection) and awaited below.
     let released: Promise<unknown> = Promise.resolve();
-    const release = setTimeout(() => (released = settle(holder.query('ROLLBACK'))), 250);
+    const release = setTimeout(() => {
+      released = settle(holder.query('ROLLBACK'));
+    }, 250);
     const userId = uid();
     const r = await s.save({ tenantId: 't', userId, sessionStringEnc: 'abc', keyId: 'k' });
     clearTimeout(release);

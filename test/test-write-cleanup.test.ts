@@ -72,7 +72,7 @@ describe('test-write cleanup', () => {
   it('--keep: exactly its own rows stay (one per length, one per race user), with the run id in their user ids', async () => {
     const r = await runTsm(['test-write', '-d', db.url, '--lengths', '68,268', '--rounds', '3', '--keep']);
     assert.equal(r.code, 0, r.stderr);
-    const m = /user ids (tsm-test:[0-9a-f]{8}:)1 … tsm-test:[0-9a-f]{8}:5; remove them with:\n  (DELETE FROM .*;)\n/.exec(r.stdout);
+    const m = /user ids (tsm-test:[0-9a-f]{8}:)1 … tsm-test:[0-9a-f]{8}:5; remove them with:\n {2}(DELETE FROM .*;)\n/.exec(r.stdout);
     assert.ok(m, r.stdout);
     const rows = await db.sql(`SELECT user_id FROM telegram_sessions WHERE session_string_enc <> 'keep' ORDER BY user_id`);
     assert.deepEqual(rows.rows.map((x) => x.user_id), [1, 2, 3, 4, 5].map((i) => m[1] + i));

@@ -12,7 +12,7 @@ import { UsageError } from '../errors.js';
 export function checkWritableTarget(flag: string, file: string): string {
   const path = resolve(file);
   const dir = dirname(path);
-  let isDir = false;
+  let isDir: boolean;
   try {
     isDir = statSync(dir).isDirectory();
   } catch {

@@ -13,9 +13,9 @@ export {
   type SessionStoreOptions,
   type RetryOptions,
   type Via,
-} from './sessions/store.js';
-export { createSessionMetrics, METRIC, DURATION_BUCKETS, type SessionMetrics, type SaveStatus } from './sessions/metrics.js';
-export { makeSessionString, shortHash } from './sessions/session-string.js';
+} from './store/store.js';
+export { createSessionMetrics, METRIC, DURATION_BUCKETS, type SessionMetrics, type SaveStatus } from './store/metrics.js';
+export { makeSessionString, shortHash } from './store/session-string.js';
 export {
   runDoctor,
   exitCodeFor,

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
-import { freePort } from '../src/embedded.js';
+import { freePort } from '../src/cli/commands/demo/embedded.js';
 import { SessionStore, makeSessionString, type SaveLogEvent, type SessionStoreOptions } from '../src/index.js';
 import { createTestDatabase } from './helpers/db.js';
 import { fixedSchema } from './helpers/fixtures.js';

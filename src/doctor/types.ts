@@ -3,7 +3,7 @@
  * runs, how it turns rows into a status, and the remedy for a problem.
  */
 import type { Client } from 'pg';
-import type { Status } from '../report/style.js';
+import type { Status } from '../report/status.js';
 
 export type { Status };
 export type Severity = 'fail' | 'warn';

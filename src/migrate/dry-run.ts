@@ -11,7 +11,7 @@
  */
 import type { Client } from 'pg';
 import { quoteIdent, qualify, quoteLiteral } from '../db/ident.js';
-import type { Context } from '../context.js';
+import type { Context } from '../cli/context.js';
 import { listMigrations, resolveDir, silentLogger } from './files.js';
 import { HISTORY_TABLE, createHistorySql, historyState, readApplied } from './history.js';
 import { loadModule, type ReadDb } from './loader.js';

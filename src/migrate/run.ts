@@ -15,7 +15,7 @@
 import type { Client, ClientBase } from 'pg';
 import { classifyError } from '../db/classify.js';
 import { quoteIdent, qualify } from '../db/ident.js';
-import type { Context } from '../context.js';
+import type { Context } from '../cli/context.js';
 import { FailError } from '../errors.js';
 import { IGNORE_PATTERN, listMigrations, resolveDir, silentLogger, type MigrationFile } from './files.js';
 import { HISTORY_TABLE, createHistorySql, historyState, readApplied } from './history.js';

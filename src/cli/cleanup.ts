@@ -88,13 +88,6 @@ interface Slot {
 const noteOf = (v: string | void): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const firstLine = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
 
-/**
- * Resolves after `ms`. The timers of the signal path are not unref'd on purpose: they keep the
- * process alive until the exit they lead to, whatever else the command is (not) waiting for.
- */
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 export function installCleanups(o: InstallOptions): InstalledCleanups {
   const source: SignalSource = o.source ?? process;
@@ -105,10 +98,22 @@ export function installCleanups(o: InstallOptions): InstalledCleanups {
   let got: NodeJS.Signals | null = null;
   let emergencyStarted = false;
   let exited = false;
+  // The timers of the signal path are not unref'd on purpose: they keep the process alive until
+  // the exit they lead to, whatever else the command is (not) waiting for. finish() clears them.
+  const timers = new Set<NodeJS.Timeout>();
+  const after = (ms: number, fn: () => void): void => {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      fn();
+    }, ms);
+    timers.add(t);
+  };
 
   const finish = (sig: NodeJS.Signals, notes: (string | undefined)[]): void => {
     if (exited) return;
     exited = true;
+    for (const t of timers) clearTimeout(t);
+    timers.clear();
     const said = notes.filter((n): n is string => n !== undefined);
     o.log(`tsm: ${o.command} interrupted by ${sig}${said.length > 0 ? `: ${said.join('; ')}` : ''}`);
     o.exit(exitCodeForSignal(sig));
@@ -126,7 +131,8 @@ export function installCleanups(o: InstallOptions): InstalledCleanups {
           : Promise.resolve(undefined),
       ),
     );
-    void Promise.race([all, delay(emergencyMs).then(() => ['the emergency cleanup did not finish in time'])]).then((notes) => finish(sig, notes));
+    after(emergencyMs, () => finish(sig, ['the emergency cleanup did not finish in time']));
+    void all.then((notes) => finish(sig, notes));
   };
 
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -139,7 +145,7 @@ export function installCleanups(o: InstallOptions): InstalledCleanups {
     controller.abort();
     const whats = slots.map((s) => s.entry.what);
     o.log(`tsm ${o.command}: ${sig}: ${whats.length > 0 ? whats.join('; ') : 'stopping'}`);
-    const timer = setTimeout(() => emergency(sig, slots, 'cleanup is taking too long'), graceMs);
+    after(graceMs, () => emergency(sig, slots, 'cleanup is taking too long'));
     void (async () => {
       const notes: (string | undefined)[] = [];
       for (const s of slots) {
@@ -149,7 +155,6 @@ export function installCleanups(o: InstallOptions): InstalledCleanups {
           notes.push(`cleanup failed: ${firstLine(err)}`);
         }
       }
-      clearTimeout(timer);
       if (!emergencyStarted) finish(sig, notes);
     })();
   };

@@ -40,7 +40,7 @@ export function reportError(err: unknown, io: Pick<MainIo, 'stderr'> = PROCESS_I
  * The global options as the connection resolver wants them: `--connect-timeout` only when it was
  * given on the command line, so the URL's `connect_timeout` and PGCONNECT_TIMEOUT can apply.
  */
-function globalOptions(cmd: Command): GlobalOptions {
+export function globalOptions(cmd: Command): GlobalOptions {
   const o = cmd.optsWithGlobals<Record<string, unknown>>();
   const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
   return {

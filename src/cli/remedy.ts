@@ -1,34 +1,41 @@
-/** What to do about each failure test-write (or a save) can report: a command or copy-paste SQL. */
+/**
+ * What to do about each failure test-write (or a save) can report: a command or copy-paste SQL.
+ * Suggested commands carry `--schema` (shell-quoted) when the schema is not `public`.
+ */
 import { qualify } from '../db/ident.js';
+import { tsmCommand } from '../report/shell.js';
 
 export function remedyFor(code: string, schema: string, sqlstate?: string | null): string {
   const table = qualify(schema, 'telegram_sessions');
   const fn = qualify(schema, 'upsert_telegram_session');
+  const up = tsmCommand(schema, 'migrate up');
+  const doctor = tsmCommand(schema, 'doctor');
+  const dedupe = tsmCommand(schema, 'dedupe');
   switch (code) {
     case 'missing_unique_index':
-      return 'tsm migrate up (builds the unique index on user_id CONCURRENTLY; tsm doctor shows what is missing)';
+      return `${up} (builds the unique index on user_id CONCURRENTLY; ${doctor} shows what is missing)`;
     case 'missing_upsert_function':
-      return `tsm migrate up (installs ${fn}); or test the statement path with --via statement`;
+      return `${up} (installs ${fn}); or test the statement path with --via statement`;
     case 'missing_column':
-      return 'tsm migrate up (adds auth_error / error_details); tsm doctor lists the missing columns';
+      return `${up} (adds auth_error / error_details); ${doctor} lists the missing columns`;
     case 'session_too_long':
-      return 'tsm migrate up (widens varchar session columns to text, no table rewrite)';
+      return `${up} (widens varchar session columns to text, no table rewrite)`;
     case 'duplicate_session':
-      return `tsm migrate up (replaces an UPDATE-then-INSERT ${fn} with one INSERT … ON CONFLICT, race-free)`;
+      return `${up} (replaces an UPDATE-then-INSERT ${fn} with one INSERT … ON CONFLICT, race-free)`;
     case 'duplicate_rows':
-      return 'user_id is not unique: tsm doctor, then tsm dedupe and tsm migrate up';
+      return `user_id is not unique: ${doctor}, then ${dedupe} and ${up}`;
     case 'id_changed':
-      return `the update returned another row's id: tsm migrate up installs a ${fn} that returns the existing id`;
+      return `the update returned another row's id: ${up} installs a ${fn} that returns the existing id`;
     case 'readback_mismatch':
     case 'row_missing':
     case 'updated_at_not_moved':
-      return `something rewrites or hides rows of ${table} (a trigger, a rule, row-level security?): check them, then tsm doctor`;
+      return `something rewrites or hides rows of ${table} (a trigger, a rule, row-level security?): check them, then ${doctor}`;
     case 'tenant_mismatch':
       return 'the user id is saved under another tenant; tsm never moves a row between tenants';
     case 'invalid_tenant_or_user':
       return `a foreign key on ${table} rejects the test tenant 'tsm-test': run test-write where that tenant may exist`;
     case 'missing_required_field':
-      return `${table} has a NOT NULL column the upsert does not fill: give it a DEFAULT, or compare with tsm doctor`;
+      return `${table} has a NOT NULL column the upsert does not fill: give it a DEFAULT, or compare with ${doctor}`;
     case 'permission_denied':
       return `GRANT SELECT, INSERT, UPDATE, DELETE ON ${table} TO current_user; GRANT EXECUTE ON FUNCTION ${fn} TO current_user;`;
     case 'read_only':
@@ -41,11 +48,11 @@ export function remedyFor(code: string, schema: string, sqlstate?: string | null
     case 'too_many_connections':
       return 'lower --concurrency, or raise max_connections / the role CONNECTION LIMIT';
     case 'connection_error':
-      return 'check that the server is up and reachable (tsm doctor shows the connection check)';
+      return `check that the server is up and reachable (${doctor} shows the connection check)`;
     default:
-      if (sqlstate === '42P01') return 'telegram_sessions does not exist in this schema: tsm migrate up (or pass --schema)';
-      if (sqlstate === 'P0003') return 'several rows for one user id (the function\'s UPDATE … INTO found more than one): tsm dedupe, then tsm migrate up';
-      if (sqlstate === '3F000') return 'the schema does not exist: tsm migrate up creates it (or pass --schema)';
-      return 'see the error above; tsm doctor checks the whole schema';
+      if (sqlstate === '42P01') return `telegram_sessions does not exist in this schema: ${up} (or pass --schema)`;
+      if (sqlstate === 'P0003') return `several rows for one user id (the function's UPDATE … INTO found more than one): ${dedupe}, then ${up}`;
+      if (sqlstate === '3F000') return `the schema does not exist: ${up} creates it (or pass --schema)`;
+      return `see the error above; ${doctor} checks the whole schema`;
   }
 }

@@ -7,6 +7,7 @@ import type { Client } from 'pg';
 import { classifyError } from '../db/classify.js';
 import { retry, sleep, type RetryPolicy } from '../db/retry.js';
 import { FailError } from '../errors.js';
+import { tsmCommand } from '../report/shell.js';
 import { ARCHIVE, TABLE, columnsOf, describeTable, ensureArchive, type TableShape } from './shape.js';
 import {
   LOCK_HOLDER_SQL,
@@ -195,7 +196,7 @@ function stopIfAborted(signal: AbortSignal | undefined, report: DedupeReport, mo
   const moved = report.archived + movedThisPass;
   throw new FailError(
     `dedupe stopped before batch ${report.batches + 1}: ${moved} row${moved === 1 ? '' : 's'} moved into ${ARCHIVE} so far; ` +
-      'each batch is one transaction, so no row is half-moved; run tsm dedupe again',
+      `each batch is one transaction, so no row is half-moved; run ${tsmCommand(report.schema, 'dedupe')} again`,
   );
 }
 
@@ -204,14 +205,28 @@ async function takeLock(client: Client, schema: string): Promise<void> {
   if (rows[0]?.locked) return;
   const holder = (await client.query<{ pid: number }>(LOCK_HOLDER_SQL, [schema])).rows[0];
   const who = holder ? ` (backend pid ${holder.pid})` : '';
-  throw new FailError(`another tsm dedupe is running on schema ${schema}${who}: wait for it to finish, then run tsm dedupe again`);
+  throw new FailError(`another tsm dedupe is running on schema ${schema}${who}: wait for it to finish, then run ${tsmCommand(schema, 'dedupe')} again`);
 }
 
+/**
+ * Runs dedupe on `client`, a connection of the caller's: it is handed back outside any
+ * transaction, with its own lock_timeout. Throws FailError for a refusal (another dedupe running,
+ * an unusable table, an aborted run) and the driver's error for a database failure.
+ */
 export async function dedupe(client: Client, opts: DedupeOptions): Promise<DedupeReport> {
-  const log = opts.log ?? (() => {});
-  const { keep, batchSize } = opts;
+  const was = (await client.query<{ v: string }>(`SELECT current_setting('lock_timeout') AS v`)).rows[0]!.v;
   // A DDL or LOCK TABLE held by someone else must not make us (and everyone queued behind us) wait long.
   await client.query(`SET lock_timeout = '5s'`);
+  try {
+    return await run(client, opts);
+  } finally {
+    await client.query(`SELECT set_config('lock_timeout', $1, false)`, [was]).catch(() => {});
+  }
+}
+
+async function run(client: Client, opts: DedupeOptions): Promise<DedupeReport> {
+  const log = opts.log ?? (() => {});
+  const { keep, batchSize } = opts;
   const shape = await describeTable(client, opts.schema);
   const report: DedupeReport = {
     schema: opts.schema,

@@ -7,6 +7,7 @@ import { classifyError } from '../../../db/classify.js';
 import { dedupe, type DedupeReport } from '../../../dedupe/engine.js';
 import { ARCHIVE } from '../../../dedupe/shape.js';
 import { EXIT, FailError, TsmError } from '../../../errors.js';
+import { tsmCommand } from '../../../report/shell.js';
 import type { CommandResult, Context } from '../../context.js';
 import type { CommandArgs } from '../../options.js';
 import { parseDedupeOptions } from './options.js';
@@ -28,7 +29,7 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
     const c = classifyError(err);
     const safe = dryRun
       ? 'nothing was changed'
-      : `rows moved before this are in ${ARCHIVE}; each batch is one transaction, so no row is half-moved; run tsm dedupe again`;
+      : `rows moved before this are in ${ARCHIVE}; each batch is one transaction, so no row is half-moved; run ${tsmCommand(ctx.schema, 'dedupe')} again`;
     throw new FailError(`dedupe stopped: ${c.code}${c.sqlstate ? ` (${c.sqlstate})` : ''}: ${c.message.split('\n')[0]}; ${safe}`);
   } finally {
     await client.end().catch(() => {});

@@ -1,19 +1,22 @@
 /**
- * Each command's options are declared once (its options.ts / flags.ts): commander's help, the
- * command's parser and `tsm demo` read that table. And --connect-timeout reaches the connection
+ * Each command's options are declared once (its flags.ts): commander's help, the command's parser
+ * (options.ts) and `tsm demo` read that table. And --connect-timeout reaches the connection
  * resolver only when it was given on the command line. No database needed.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Command } from 'commander';
-import { BENCH_OPTIONS } from '../src/cli/commands/bench/options.js';
-import { DEDUPE_OPTIONS, parseDedupeOptions } from '../src/cli/commands/dedupe/options.js';
-import { DEMO_OPTIONS } from '../src/cli/commands/demo/options.js';
+import { BENCH_OPTIONS } from '../src/cli/commands/bench/flags.js';
+import { DEDUPE_OPTIONS } from '../src/cli/commands/dedupe/flags.js';
+import { parseDedupeOptions } from '../src/cli/commands/dedupe/options.js';
+import { DEMO_OPTIONS } from '../src/cli/commands/demo/flags.js';
 import { STORY } from '../src/cli/commands/demo/story.js';
-import { DOCTOR_OPTIONS, parseDoctorOptions } from '../src/cli/commands/doctor/options.js';
+import { DOCTOR_OPTIONS } from '../src/cli/commands/doctor/flags.js';
+import { parseDoctorOptions } from '../src/cli/commands/doctor/options.js';
 import { CREATE_OPTIONS, DOWN_OPTIONS, STATUS_OPTIONS, UP_OPTIONS } from '../src/cli/commands/migrate/flags.js';
 import { migrateOptions } from '../src/cli/commands/migrate/options.js';
-import { TEST_WRITE_OPTIONS, parseTestWriteOptions } from '../src/cli/commands/test-write/options.js';
+import { TEST_WRITE_OPTIONS } from '../src/cli/commands/test-write/flags.js';
+import { parseTestWriteOptions } from '../src/cli/commands/test-write/options.js';
 import { globalOptions } from '../src/cli/main.js';
 import { GLOBAL_OPTIONS, type OptionSpecs } from '../src/cli/options.js';
 import { buildProgram } from '../src/cli/program.js';

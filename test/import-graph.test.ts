@@ -59,8 +59,8 @@ const rel = (f: string): string => relative(DIST_SRC, f);
 const isCli = (f: string): boolean => rel(f).startsWith('cli/');
 const packageName = (spec: string): string => (spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
 
-/** Everything reachable from `start` (static and dynamic imports). */
-function closure(start: string): { files: Set<string>; packages: Set<string> } {
+/** Everything reachable from `start` (static and dynamic imports, or static ones only). */
+function closure(start: string, staticOnly = false): { files: Set<string>; packages: Set<string> } {
   const seen = new Set<string>();
   const packages = new Set<string>();
   const todo = [start];
@@ -70,8 +70,8 @@ function closure(start: string): { files: Set<string>; packages: Set<string> } {
     seen.add(f);
     const e = graph.get(f);
     assert.ok(e, `${rel(f)} is imported but does not exist in dist/src`);
-    for (const p of e.packages) packages.add(packageName(p.name));
-    for (const t of e.files) todo.push(t.to);
+    for (const p of e.packages) if (!staticOnly || !p.dynamic) packages.add(packageName(p.name));
+    for (const t of e.files) if (!staticOnly || !t.dynamic) todo.push(t.to);
   }
   return { files: seen, packages };
 }
@@ -106,6 +106,15 @@ describe('the import graph of dist/src', () => {
     assert.deepEqual(CLI_PACKAGES.filter((p) => lib.packages.has(p)), [], 'CLI packages the library can load');
     const outside = [...lib.packages].filter((p) => !p.startsWith('node:')).sort();
     assert.deepEqual(outside, ['node-pg-migrate', 'pg', 'prom-client'], 'the packages the library may load');
+  });
+
+  it('before a command runs, the CLI loads commander and the option tables only (tsm --version, --help stay fast)', () => {
+    const start = closure(join(DIST_SRC, 'cli', 'main.js'), true);
+    assert.deepEqual([...start.packages].filter((p) => !p.startsWith('node:')), ['commander']);
+    const ours = [...start.files].map(rel).sort();
+    const allowed = (f: string): boolean =>
+      /^cli\/commands\/[^/]+\/flags\.js$/.test(f) || ['cli/main.js', 'cli/program.js', 'cli/options.js', 'errors.js', 'store/via.js'].includes(f);
+    assert.deepEqual(ours.filter((f) => !allowed(f)), [], 'modules loaded before the command runs');
   });
 
   it('imports go one way: nothing outside src/cli imports src/cli', () => {

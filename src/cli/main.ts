@@ -5,8 +5,6 @@
 import { CommanderError, type Command } from 'commander';
 import type { GlobalOptions } from '../config.js';
 import { EXIT, TsmError } from '../errors.js';
-import { installCleanups } from './cleanup.js';
-import { makeContext } from './context.js';
 import { buildProgram, commandName, type Loader } from './program.js';
 
 /** Where main() writes and how it ends the process on a signal (stand-ins in tests). */
@@ -59,8 +57,11 @@ export async function main(argv: string[], io: MainIo = PROCESS_IO): Promise<num
   let code: number = EXIT.ok;
 
   const execute = async (load: Loader, positional: (string | undefined)[], cmd: Command): Promise<void> => {
+    const { installCleanups } = await import('./cleanup.js');
     const cleanups = installCleanups({ command: commandName(cmd), log: (line) => io.stderr(line + '\n'), exit: io.exit });
     try {
+      // Loaded here, not on import: `tsm --version` and `--help` need neither chalk nor pg.
+      const { makeContext } = await import('./context.js');
       const ctx = makeContext(globalOptions(cmd), { cleanups });
       const mod = await load();
       const result = await mod.run(ctx, { positional, options: cmd.optsWithGlobals() });

@@ -1,16 +1,16 @@
 /**
- * Commander wiring only: every command, its options (read from the command's options.ts, where
+ * Commander wiring only: every command, its options (read from the command's flags.ts, where
  * the defaults live) and the module that runs it. Command modules are loaded lazily, when their
  * command runs, which keeps `tsm --version` and `--help` fast (bench/startup): only commander and
- * the small option tables are loaded before that.
+ * the option tables (which import nothing at run time but src/store/via.ts) load before that.
  */
 import { Command, Option } from 'commander';
-import { BENCH_OPTIONS } from './commands/bench/options.js';
-import { DEDUPE_OPTIONS } from './commands/dedupe/options.js';
-import { DEMO_OPTIONS } from './commands/demo/options.js';
-import { DOCTOR_OPTIONS } from './commands/doctor/options.js';
+import { BENCH_OPTIONS } from './commands/bench/flags.js';
+import { DEDUPE_OPTIONS } from './commands/dedupe/flags.js';
+import { DEMO_OPTIONS } from './commands/demo/flags.js';
+import { DOCTOR_OPTIONS } from './commands/doctor/flags.js';
 import { CREATE_OPTIONS, DOWN_OPTIONS, STATUS_OPTIONS, UP_OPTIONS } from './commands/migrate/flags.js';
-import { TEST_WRITE_OPTIONS } from './commands/test-write/options.js';
+import { TEST_WRITE_OPTIONS } from './commands/test-write/flags.js';
 import type { CommandResult, Context } from './context.js';
 import { GLOBAL_OPTIONS, type CommandArgs, type OptionSpecs } from './options.js';
 

@@ -12,8 +12,9 @@
 import { createHash } from 'node:crypto';
 import { qualify } from '../db/ident.js';
 
-export type Via = 'function' | 'statement';
-export const VIAS: readonly Via[] = ['function', 'statement'];
+import type { Via } from './via.js';
+
+export { VIAS, type Via } from './via.js';
 
 export interface UpsertRow {
   tenantId: string;

@@ -1,17 +1,10 @@
-/** `tsm bench`: its options, their defaults (the only place they are written) and their parser. */
+/** `tsm bench`: its typed options, parsed from the command line (defaults: flags.ts). */
 import { UsageError } from '../../../errors.js';
 import { parseChoice, parseDuration, parseIntStrict } from '../../../parse.js';
 import { MAX_SESSION_LENGTH } from '../../../store/session-string.js';
-import { VIAS, type Via } from '../../../store/sql.js';
-import { optionValue, type CommandArgs, type OptionSpecs } from '../../options.js';
-
-export const BENCH_OPTIONS = {
-  clients: { flags: '--clients <n>', description: 'concurrent clients', default: '4' },
-  duration: { flags: '--duration <seconds>', description: 'how long to run', default: '10' },
-  users: { flags: '--users <n>', description: 'distinct user ids to spread upserts over', default: '10000' },
-  length: { flags: '--length <n>', description: 'session string length', default: '800' },
-  via: { flags: '--via <path>', description: 'function or statement', default: 'function', choices: VIAS },
-} as const satisfies OptionSpecs;
+import { VIAS, type Via } from '../../../store/via.js';
+import { optionValue, type CommandArgs } from '../../options.js';
+import { BENCH_OPTIONS } from './flags.js';
 
 export interface BenchCommandOptions {
   clients: number;

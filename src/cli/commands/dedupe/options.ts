@@ -1,16 +1,8 @@
-/** `tsm dedupe`: its options, their defaults (the only place they are written) and their parser. */
+/** `tsm dedupe`: its typed options, parsed from the command line (defaults: flags.ts). */
 import type { KeepPolicy } from '../../../dedupe/engine.js';
 import { parseChoice, parseIntStrict } from '../../../parse.js';
-import { flag, optionValue, type CommandArgs, type OptionSpecs } from '../../options.js';
-
-export const KEEP_POLICIES: readonly KeepPolicy[] = ['newest', 'oldest'];
-export const MAX_BATCH_SIZE = 100_000;
-
-export const DEDUPE_OPTIONS = {
-  dryRun: { flags: '--dry-run', description: 'list what would move; change nothing' },
-  keep: { flags: '--keep <policy>', description: 'which row to keep per user_id', default: 'newest', choices: KEEP_POLICIES },
-  batchSize: { flags: '--batch-size <n>', description: 'user ids per transaction', default: '500' },
-} as const satisfies OptionSpecs;
+import { flag, optionValue, type CommandArgs } from '../../options.js';
+import { DEDUPE_OPTIONS, KEEP_POLICIES, MAX_BATCH_SIZE } from './flags.js';
 
 export interface DedupeCommandOptions {
   keep: KeepPolicy;

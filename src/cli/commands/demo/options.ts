@@ -1,9 +1,5 @@
-/** `tsm demo`: its options (the only place they are written) and their parser. */
-import { flag, type CommandArgs, type OptionSpecs } from '../../options.js';
-
-export const DEMO_OPTIONS = {
-  keep: { flags: '--keep', description: 'leave the embedded server running and print its URL' },
-} as const satisfies OptionSpecs;
+/** `tsm demo`: its typed options, parsed from the command line (flags.ts declares them). */
+import { flag, type CommandArgs } from '../../options.js';
 
 export interface DemoOptions {
   /** Leave the embedded server running (until Ctrl-C) and show its URL with the password. */

@@ -8,7 +8,7 @@ import { EXIT, TsmError } from '../../../errors.js';
 import type { Cleanups } from '../../cleanup.js';
 import { makeContext, type CommandResult, type Context } from '../../context.js';
 import { defaultOf, type CommandArgs, type RawOptions } from '../../options.js';
-import { TEST_WRITE_OPTIONS } from '../test-write/options.js';
+import { TEST_WRITE_OPTIONS } from '../test-write/flags.js';
 
 type Loader = () => Promise<{ run(ctx: Context, args: CommandArgs): Promise<CommandResult> }>;
 

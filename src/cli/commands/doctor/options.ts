@@ -1,18 +1,8 @@
-/** `tsm doctor`: its options, their defaults (the only place they are written) and their parser. */
+/** `tsm doctor`: its typed options, parsed from the command line (defaults: flags.ts). */
 import type { DoctorEnv } from '../../../doctor/types.js';
 import { parseChoice, parseIntStrict } from '../../../parse.js';
-import { optionValue, type CommandArgs, type OptionSpecs } from '../../options.js';
-
-/** PostgreSQL's largest varchar(n). */
-export const MAX_VARCHAR = 10_485_760;
-export const FAIL_ON = ['fail', 'warn'] as const;
-export type FailOn = (typeof FAIL_ON)[number];
-
-export const DOCTOR_OPTIONS = {
-  explain: { flags: '--explain <check-id>', description: 'what a check looks at, why it matters, and its SQL' },
-  minSessionLength: { flags: '--min-session-length <n>', description: 'smallest acceptable varchar(n) for session columns', default: '4096' },
-  failOn: { flags: '--fail-on <level>', description: 'exit 1 on failures only, or on warnings too', default: 'fail', choices: FAIL_ON },
-} as const satisfies OptionSpecs;
+import { optionValue, type CommandArgs } from '../../options.js';
+import { DOCTOR_OPTIONS, FAIL_ON, MAX_VARCHAR, type FailOn } from './flags.js';
 
 export interface DoctorOptions {
   /** `--explain <id>`: explain that check instead of running doctor (no database needed). */

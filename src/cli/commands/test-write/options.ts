@@ -1,22 +1,11 @@
-/** `tsm test-write`: its options, their defaults (the only place they are written) and their parser. */
+/** `tsm test-write`: its typed options, parsed from the command line (defaults: flags.ts). */
 import { UsageError } from '../../../errors.js';
 import { parseChoice, parseIntStrict } from '../../../parse.js';
 import { MAX_SESSION_LENGTH } from '../../../store/session-string.js';
-import { VIAS, type Via } from '../../../store/sql.js';
+import { VIAS, type Via } from '../../../store/via.js';
 import { checkWritableTarget } from '../../atomic-file.js';
-import { flag, optionValue, type CommandArgs, type OptionSpecs } from '../../options.js';
-
-export const MAX_CONCURRENCY = 256;
-export const MAX_ROUNDS = 100_000;
-
-export const TEST_WRITE_OPTIONS = {
-  lengths: { flags: '--lengths <list>', description: 'comma-separated session lengths (1 … 10,000,000)', default: '68,268,800' },
-  concurrency: { flags: '--concurrency <n>', description: `connections racing on one user id (1 … ${MAX_CONCURRENCY})`, default: '8' },
-  rounds: { flags: '--rounds <n>', description: 'race rounds', default: '20' },
-  via: { flags: '--via <path>', description: 'write through the function or the INSERT … ON CONFLICT statement', default: 'function', choices: VIAS },
-  keep: { flags: '--keep', description: 'keep the test rows' },
-  metricsFile: { flags: '--metrics-file <file>', description: 'write Prometheus metrics (textfile-collector format)' },
-} as const satisfies OptionSpecs;
+import { flag, optionValue, type CommandArgs } from '../../options.js';
+import { MAX_CONCURRENCY, MAX_ROUNDS, TEST_WRITE_OPTIONS } from './flags.js';
 
 export interface TestWriteCommandOptions {
   lengths: number[];

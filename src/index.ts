@@ -1,4 +1,7 @@
-/** The library: what applications call instead of hand-written SQL. */
+/**
+ * The library: what applications call instead of hand-written SQL. Exports only: importing it runs
+ * nothing and loads no CLI code (no commander, chalk or cli-table3); see docs/architecture.md.
+ */
 export { classifyError, type Classified, type ErrorCode } from './db/classify.js';
 export { maskUrl } from './config.js';
 export {

@@ -40,9 +40,10 @@ function gate(): { promise: Promise<void>; open: () => void } {
 }
 
 describe('cleanup stack', () => {
-  it('exit codes: 130 for SIGINT, 143 for SIGTERM', () => {
+  it('exit codes: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP', () => {
     assert.equal(exitCodeForSignal('SIGINT'), 130);
     assert.equal(exitCodeForSignal('SIGTERM'), 143);
+    assert.equal(exitCodeForSignal('SIGHUP'), 129);
   });
 
   it('first signal: aborts, runs the stack from the top, says what it did, exits 128 + n', async () => {
@@ -177,6 +178,7 @@ describe('cleanup stack', () => {
     h.cleanups.dispose();
     assert.equal(h.source.listenerCount('SIGINT'), 0);
     assert.equal(h.source.listenerCount('SIGTERM'), 0);
+    assert.equal(h.source.listenerCount('SIGHUP'), 0);
     const d = detachedCleanups();
     let runs = 0;
     const handle = d.push({ what: 'x', run: async () => (runs++, 'done') });

@@ -1,13 +1,13 @@
 /**
- * THE signal/cleanup module of the CLI: the only place that listens for SIGINT/SIGTERM and the
- * only place (besides the final exit code in bin/tsm.js) that ends the process.
+ * THE signal/cleanup module of the CLI: the only place that listens for SIGINT, SIGTERM and
+ * SIGHUP, and the only place (besides the final exit code in bin/tsm.js) that ends the process.
  *
  * A command registers what must happen when it is stopped (remove its test rows, stop the
  * embedded server, …) on one stack. The command's own path runs the same cleanup when it is done
  * (`handle.run()`, once: the signal path and the normal path share one promise).
  *
- * First SIGINT/SIGTERM: `signal` is aborted (engines stop starting work and stop retrying), the
- * stack runs from the top (the last registered first: in `tsm demo`, test-write's rows go before
+ * First signal: `signal` is aborted (engines stop starting work and stop retrying), the stack
+ * runs from the top (the last registered first: in `tsm demo`, test-write's rows go before
  * the server that holds them), the final line `tsm: <command> interrupted by <sig>: <notes>` is
  * written, and the process exits 128 + the signal number (130, 143).
  * A second signal, or a stack that is still running after the grace time, runs the emergency path:
@@ -18,10 +18,11 @@
  */
 import { constants } from 'node:os';
 
-export const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+/** Ctrl-C, a kill, and a closed terminal. */
+export const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 export type StopSignal = (typeof SIGNALS)[number];
 
-/** 128 + the signal number: 130 for SIGINT, 143 for SIGTERM (what a shell reports for a killed job). */
+/** 128 + the signal number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP (what a shell reports for a killed job). */
 export function exitCodeForSignal(sig: NodeJS.Signals): number {
   return 128 + (constants.signals[sig as keyof typeof constants.signals] ?? 2);
 }
@@ -46,7 +47,7 @@ export interface CleanupHandle {
 
 /** What a command sees. */
 export interface Cleanups {
-  /** Aborted at the first SIGINT/SIGTERM. */
+  /** Aborted at the first SIGINT/SIGTERM/SIGHUP. */
   readonly signal: AbortSignal;
   /** The signal received, or null. */
   received(): NodeJS.Signals | null;

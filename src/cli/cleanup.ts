@@ -14,7 +14,8 @@
  * each entry's `emergency()` (cancel our statements, delete our rows on a fresh connection),
  * bounded in time, then the same exit.
  *
- * Engines never see this module: they receive `signal` (an AbortSignal) and return results.
+ * The library's engines never see this module: they receive `signal` (an AbortSignal) and return
+ * results. Command-only engines (test-write's, bench's) register their cleanup on it.
  */
 import { constants } from 'node:os';
 

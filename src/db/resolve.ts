@@ -38,7 +38,8 @@ export interface PgTarget {
 export class NoPasswordError extends Error {
   readonly code = '28P01';
   constructor(params: LibpqParams) {
-    super(`the server asks for a password for user "${params.user}" and none was given (put it in the URL, PGPASSWORD or ~/.pgpass)`);
+    const notes = params.notes.length ? `; ${params.notes.join('; ')}` : '';
+    super(`the server asks for a password for user "${params.user}" and none was given (put it in the URL, PGPASSWORD or ~/.pgpass${notes})`);
     this.name = 'NoPasswordError';
   }
 }

@@ -20,7 +20,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
-import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { checkServerIdentity, connect as tlsConnect, createSecureContext, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { ConnectError } from '../errors.js';
 import type { LibpqParams, SslMode } from './conninfo.js';
 
@@ -102,6 +102,15 @@ export function buildTlsPlan(p: LibpqParams): TlsPlan {
     readCredentialFile(p.sslkey!, 'private key');
   }
   const crl = p.sslcrl !== undefined ? readCredentialFile(p.sslcrl, 'certificate revocation list') : undefined;
+  // Bad files fail here, in one line, rather than deep inside a handshake.
+  try {
+    createSecureContext({ ...(ca ? { ca } : {}), ...(cert ? { cert, key } : {}), ...(crl ? { crl } : {}) });
+  } catch (err) {
+    const files = [rootcert && rootcert !== 'system' ? `sslrootcert ${rootcert}` : '', cert ? `sslcert ${certPath}, sslkey ${p.sslkey ?? join(dir, 'postgresql.key')}` : '', p.sslcrl ? `sslcrl ${p.sslcrl}` : '']
+      .filter(Boolean)
+      .join(', ');
+    throw new ConnectError(`cannot use the TLS files (${files}): ${firstLine((err as Error).message).replace(/^error:[0-9A-F]+:[^:]*::?/i, '')}`);
+  }
   return {
     ...base,
     verify,
@@ -322,7 +331,14 @@ export class LibpqSocket extends Duplex {
 
   private handshake(s: Socket): Promise<TLSSocket> {
     return new Promise((resolve, reject) => {
-      const t = tlsConnect(tlsOptions(this.plan, s));
+      let t: TLSSocket;
+      try {
+        t = tlsConnect(tlsOptions(this.plan, s));
+      } catch (err) {
+        s.destroy();
+        reject(new TlsError(describeTlsFailure(err, this.plan), { cause: err }));
+        return;
+      }
       const onError = (e: Error): void => {
         t.destroy();
         s.destroy();

@@ -12,8 +12,7 @@ import { asAdmin, createTestDatabase, urlFor } from './helpers/db.js';
 import { preFixSchema } from './helpers/fixtures.js';
 
 const DOC = new URL('../../docs/production.md', import.meta.url);
-const ROLES = ['tsm_owner', 'tsm_app', 'tsm_tester', 'tsm_doctor', 'tsm_dedupe'] as const;
-type Role = (typeof ROLES)[number];
+type Role = 'tsm_owner' | 'tsm_app' | 'tsm_tester' | 'tsm_doctor' | 'tsm_dedupe';
 
 /** The SQL block after each `<!-- grants:NAME -->` marker. */
 function grantBlocks(): Map<string, string> {

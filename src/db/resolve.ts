@@ -69,9 +69,10 @@ export function resolvePg(url: string | undefined, opts: PgConfigOptions = {}): 
     },
     application_name: opts.applicationName ?? 'tsm',
     connectionTimeoutMillis: connectTimeout * 1000,
-    // TLS is negotiated by LibpqSocket; pg itself must not send an SSLRequest.
+    // TLS is negotiated by LibpqSocket; pg itself must never send an SSLRequest. Plain-only
+    // targets (sslmode=disable, Unix sockets) keep pg's own net.Socket.
     ssl: false,
-    stream: () => new LibpqSocket(plan),
+    ...(plan.sslmode === 'disable' || params.host.startsWith('/') ? {} : { stream: (() => new LibpqSocket(plan)) as unknown as ClientConfig['stream'] }),
     keepAlive: params.keepalives,
     ...(params.keepalivesIdle !== undefined ? { keepAliveInitialDelayMillis: params.keepalivesIdle * 1000 } : {}),
     ...(params.options !== undefined ? { options: params.options } : {}),

@@ -19,7 +19,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { Duplex } from 'node:stream';
+import { EventEmitter } from 'node:events';
 import { checkServerIdentity, connect as tlsConnect, createSecureContext, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { ConnectError } from '../errors.js';
 import type { LibpqParams, SslMode } from './conninfo.js';
@@ -198,22 +198,28 @@ const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 type Target = { path: string } | { port: number; host: string };
 
 /**
- * A Duplex that pg drives like a net.Socket (connect, setNoDelay, setKeepAlive, ref, unref, write,
- * end, destroy) and that negotiates TLS as libpq would before it reports 'connect'.
+ * What pg drives like a net.Socket (connect, setNoDelay, setKeepAlive, ref, unref, write, end,
+ * destroy, cork, uncork, the 'connect' / 'data' / 'end' / 'error' / 'close' events) and that
+ * negotiates TLS as libpq would before it reports 'connect'. Deliberately not a stream.Duplex:
+ * once connected, every chunk is handed straight through (one function call each way), so the
+ * protocol costs no more client CPU than on a plain net.Socket.
  */
-export class LibpqSocket extends Duplex {
+export class LibpqSocket extends EventEmitter {
   private inner: Socket | TLSSocket | undefined;
   private readonly sockets: Socket[] = [];
   private noDelay = false;
   private keepAlive: [boolean, number] | undefined;
   private refed = true;
+  private closed = false;
+  private target: Target | undefined;
   /** allow mode: the startup bytes pg sent, replayed over TLS if the plain startup is refused. */
   private replay: Buffer[] | undefined;
-  /** Whether the protocol bytes currently travel over TLS (for tests and diagnostics). */
+  /** Whether the protocol bytes travel over TLS (for tests and diagnostics). */
   encrypted = false;
+  destroyed = false;
 
   constructor(private readonly plan: TlsPlan) {
-    super({ allowHalfOpen: false });
+    super();
   }
 
   // --- the net.Socket surface pg uses -------------------------------------------------------
@@ -222,15 +228,47 @@ export class LibpqSocket extends Duplex {
       typeof portOrPath === 'string' && host === undefined
         ? { path: portOrPath }
         : { port: Number(portOrPath), host: this.plan.hostaddr ?? host ?? 'localhost' };
+    this.target = target;
     this.establish(target).then(
       () => {
         if (!this.destroyed) this.emit('connect');
       },
-      (err: unknown) => {
-        if (!this.destroyed) this.destroy(err instanceof Error ? err : new Error(String(err)));
-      },
+      (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))),
     );
     return this;
+  }
+  get writable(): boolean {
+    return !this.destroyed && this.inner !== undefined && this.inner.writable;
+  }
+  write(chunk: Buffer | string, cb?: (err?: Error | null) => void): boolean {
+    const inner = this.inner;
+    if (!inner || this.destroyed) {
+      const err = new Error('write before the connection was established');
+      if (cb) process.nextTick(cb, err);
+      return false;
+    }
+    if (this.replay) this.replay.push(Buffer.from(chunk));
+    return cb ? inner.write(chunk, cb) : inner.write(chunk);
+  }
+  end(cb?: () => void): this {
+    if (this.inner && !this.destroyed) this.inner.end(cb);
+    else this.destroy();
+    return this;
+  }
+  destroy(err?: Error): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.inner?.destroy();
+    for (const s of this.sockets) s.destroy();
+    if (err) this.emit('error', err);
+    this.emitClose();
+    return this;
+  }
+  cork(): void {
+    this.inner?.cork();
+  }
+  uncork(): void {
+    this.inner?.uncork();
   }
   setNoDelay(noDelay = true): this {
     this.noDelay = noDelay;
@@ -258,27 +296,10 @@ export class LibpqSocket extends Duplex {
     return this.encrypted && t ? t.getPeerCertificate(detailed ?? false) : {};
   }
 
-  // --- Duplex ---------------------------------------------------------------------------------
-  override _read(): void {
-    this.inner?.resume();
-  }
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    const inner = this.inner;
-    if (!inner) {
-      cb(new Error('write before the connection was established'));
-      return;
-    }
-    if (this.replay) this.replay.push(Buffer.from(chunk));
-    inner.write(chunk, cb);
-  }
-  override _final(cb: (err?: Error | null) => void): void {
-    if (this.inner && !this.inner.destroyed) this.inner.end(() => cb());
-    else cb();
-  }
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.inner?.destroy();
-    for (const s of this.sockets) s.destroy();
-    cb(err);
+  private emitClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    process.nextTick(() => this.emit('close', false));
   }
 
   // --- negotiation ----------------------------------------------------------------------------
@@ -290,6 +311,7 @@ export class LibpqSocket extends Duplex {
       if (!this.refed) s.unref();
       const fail = (e: Error): void => reject(e);
       s.once('error', fail);
+      s.once('close', () => reject(new Error('the connection was closed while connecting')));
       s.once('connect', () => {
         s.removeListener('error', fail);
         if (this.keepAlive) s.setKeepAlive(...this.keepAlive);
@@ -367,35 +389,46 @@ export class LibpqSocket extends Duplex {
   }
 
   private attach(sock: Socket | TLSSocket, encrypted: boolean): void {
+    if (this.destroyed) {
+      sock.destroy();
+      return;
+    }
     this.inner = sock;
     this.encrypted = encrypted;
-    sock.on('data', (d: Buffer) => this.onInnerData(d));
-    sock.on('end', () => this.push(null));
-    sock.on('error', (e: Error) => this.destroy(e));
+    sock.removeAllListeners('close');
+    sock.removeAllListeners('error');
+    sock.on('data', this.replay ? (d: Buffer) => this.onFirstData(d) : (d: Buffer) => this.emit('data', d));
+    sock.on('end', () => this.emit('end'));
+    sock.on('drain', () => this.emit('drain'));
+    sock.on('error', (e: Error) => {
+      if (this.inner === sock) this.destroy(e);
+    });
     sock.on('close', () => {
       if (this.inner === sock && !this.destroyed) {
-        this.push(null);
-        this.destroy();
+        this.destroyed = true;
+        for (const s of this.sockets) s.destroy();
+        this.emitClose();
       }
     });
     sock.resume();
   }
 
-  private onInnerData(d: Buffer): void {
-    if (this.replay) {
-      const startup = this.replay;
-      this.replay = undefined;
-      // allow: the server refused the plain startup (ErrorResponse first): start again with TLS.
-      if (d[0] === 0x45 /* 'E' */) {
-        const old = this.inner!;
-        this.inner = undefined;
-        old.removeAllListeners('close');
-        old.destroy();
-        this.retryAllowOverTls(startup).catch((err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))));
-        return;
-      }
+  /** allow: the server refused the plain startup (ErrorResponse first): start again with TLS. */
+  private onFirstData(d: Buffer): void {
+    const startup = this.replay ?? [];
+    this.replay = undefined;
+    const sock = this.inner!;
+    sock.removeAllListeners('data');
+    if (d[0] !== 0x45 /* 'E' */) {
+      sock.on('data', (x: Buffer) => this.emit('data', x));
+      this.emit('data', d);
+      return;
     }
-    if (!this.push(d)) this.inner?.pause();
+    this.inner = undefined;
+    sock.removeAllListeners('close');
+    sock.removeAllListeners('end');
+    sock.destroy();
+    this.retryAllowOverTls(startup).catch((err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))));
   }
 
   private async retryAllowOverTls(startup: Buffer[]): Promise<void> {
@@ -404,15 +437,11 @@ export class LibpqSocket extends Duplex {
       r.declined.destroy();
       throw new TlsError('the server refused the unencrypted connection and does not offer TLS (sslmode=allow)');
     }
-    if (this.destroyed) return;
     this.attach(r.tls, true);
     for (const b of startup) r.tls.write(b);
   }
 
-  private target: Target | undefined;
-
   private async establish(target: Target): Promise<void> {
-    this.target = target;
     const mode = this.plan.sslmode;
     if ('path' in target || mode === 'disable') {
       this.attach(await this.openSocket(target), false);

@@ -101,6 +101,9 @@ describe('private servers', { skip: requirePart('postgres') }, () => {
     await primary.sql('INSERT INTO t VALUES (7)');
     await waitFor('the row replicated to the standby', async () => (await standby.sql('SELECT count(*)::int AS n FROM t')).rows[0].n === 1);
     await assert.rejects(standby.sql('INSERT INTO t VALUES (8)'), (e: { code?: string }) => e.code === '25006');
+    await standby.promote();
+    await standby.sql('INSERT INTO t VALUES (8)');
+    assert.equal((await standby.sql('SELECT count(*)::int AS n FROM t')).rows[0].n, 2);
   });
 });
 

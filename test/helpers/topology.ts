@@ -20,6 +20,7 @@
  *   srv.url('postgres')                                     // postgres://postgres:pw@127.0.0.1:port/postgres
  *   await srv.stop({ mode: 'immediate' }); await srv.start();   // crash and recover
  *   const standby = await startStandby(srv);               // pg_basebackup, streaming, in recovery
+ *   await standby.promote();                                // failover: now a primary
  *   const pool = await startPgBouncer({ mode: 'transaction' });  // in front of TSM_TEST_DATABASE_URL
  *   pool.url(db.name)                                       // through the pooler
  *   const hole = await startBlackhole();                    // hole.url() never answers
@@ -580,7 +581,13 @@ function mkdirOwned(path: string): void {
  * A hot standby of `primary` (a server from startServer): pg_basebackup -X stream -R, its own
  * port, streaming replication; resolves when it reports pg_is_in_recovery().
  */
-export async function startStandby(primary: PrivateServer): Promise<PrivateServer & { readonly primary: PrivateServer }> {
+export interface Standby extends PrivateServer {
+  readonly primary: PrivateServer;
+  /** Makes it a primary (SELECT pg_promote()); resolves when it has left recovery. */
+  promote(): Promise<void>;
+}
+
+export async function startStandby(primary: PrivateServer): Promise<Standby> {
   const dir = ownedTempDir('tsm-standby-');
   try {
     const ssl = primary.tls ? ' sslmode=require' : '';
@@ -600,7 +607,14 @@ export async function startStandby(primary: PrivateServer): Promise<PrivateServe
       timeoutMs: 30_000,
       everyMs: 100,
     });
-    return Object.assign(c, { primary });
+    const promote = async (): Promise<void> => {
+      await c.sql('SELECT pg_promote(true, 60)');
+      await waitFor('the promoted standby leaves recovery', async () => (await c.sql('SELECT pg_is_in_recovery() AS r')).rows[0].r === false, {
+        timeoutMs: 60_000,
+        everyMs: 100,
+      });
+    };
+    return Object.assign(c, { primary, promote });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
@@ -629,6 +643,8 @@ export interface PgBouncer {
   readonly mode: 'transaction' | 'session';
   readonly port: number;
   readonly dir: string;
+  /** PgBouncer's pid while it runs (e.g. to kill it in a test). */
+  readonly pid: number | undefined;
   /** The server user (from the server URL), also PgBouncer's admin user. */
   readonly admin: BouncerUser;
   /** postgres://user:password@127.0.0.1:<bouncer port>/<database>, as the admin unless a user is given. */
@@ -747,6 +763,9 @@ export async function startPgBouncer(opts: BouncerOptions): Promise<PgBouncer> {
     mode: opts.mode,
     get port() {
       return port;
+    },
+    get pid() {
+      return child && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
     },
     dir,
     admin,

@@ -2,6 +2,7 @@ import type { ClientConfig } from 'pg';
 import { UsageError } from './errors.js';
 import { parseIntStrict } from './parse.js';
 import type { LibpqParams } from './db/conninfo.js';
+import { maskUrl } from './db/conninfo.js';
 import { resolvePg } from './db/resolve.js';
 
 export interface ConnectionSettings {
@@ -32,26 +33,7 @@ const NO_DATABASE =
 /** Any of these set means "the environment describes a database" (libpq would connect with it). */
 const LIBPQ_VARS = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGSERVICE'];
 
-/** `postgres://user:***@host:5432/db`: the password, if any, replaced. Never throws. */
-export function maskUrl(url: string): string {
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url.trim()) && /=/.test(url)) {
-    // libpq's keyword/value form: mask password='…' / password=…
-    return url.replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi, '$1***');
-  }
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    // Query parameters may carry a password too (libpq's `password=`).
-    for (const key of [...u.searchParams.keys()]) {
-      if (/pass/i.test(key)) u.searchParams.set(key, '***');
-    }
-    return u.toString().replace('%2A%2A%2A', '***').replace(/password=%2A%2A%2A/gi, 'password=***');
-  } catch {
-    // Unparseable (a socket URL with an empty host, say): drop anything between ':' and '@' and
-    // any password parameter.
-    return url.replace(/:\/\/([^:@/]*):[^@/]*@/, '://$1:***@').replace(/([?&][^=&]*pass[^=&]*=)[^&]*/gi, '$1***');
-  }
-}
+export { maskUrl } from './db/conninfo.js';
 
 /** `--connect-timeout`: whole seconds 1 … 3600; undefined when not given. */
 export function parseConnectTimeout(raw: string | undefined): number | undefined {

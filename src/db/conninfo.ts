@@ -138,6 +138,27 @@ export interface Resolved {
 // ---------------------------------------------------------------------------------------------
 // Parsing
 
+/** `postgres://user:***@host:5432/db`: the password, if any, replaced. Never throws. */
+export function maskUrl(url: string): string {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url.trim()) && /=/.test(url)) {
+    // libpq's keyword/value form: mask password='…' / password=…
+    return url.replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi, '$1***');
+  }
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    // Query parameters may carry a password too (libpq's `password=`).
+    for (const key of [...u.searchParams.keys()]) {
+      if (/pass/i.test(key)) u.searchParams.set(key, '***');
+    }
+    return u.toString().replace('%2A%2A%2A', '***').replace(/password=%2A%2A%2A/gi, 'password=***');
+  } catch {
+    // Unparseable (a socket URL with an empty host, say): drop anything between ':' and '@' and
+    // any password parameter.
+    return url.replace(/:\/\/([^:@/]*):[^@/]*@/, '://$1:***@').replace(/([?&][^=&]*pass[^=&]*=)[^&]*/gi, '$1***');
+  }
+}
+
 function decode(text: string, what: string, from: string): string {
   try {
     return decodeURIComponent(text);
@@ -158,6 +179,7 @@ function put(into: Conninfo, key: string, value: string, from: string): void {
 export function parseUri(uri: string, from: string): Conninfo {
   const m = /^postgres(?:ql)?:\/\//i.exec(uri);
   if (!m) throw new UsageError(`${from} must start with postgres:// or postgresql://`);
+  const invalid = (reason: string): UsageError => new UsageError(`${from} is not a valid URL: ${maskUrl(uri)} (${reason})`);
   const out: Conninfo = {};
   let rest = uri.slice(m[0].length);
   const q = rest.indexOf('?');
@@ -179,16 +201,16 @@ export function parseUri(uri: string, from: string): Conninfo {
   }
   if (netloc !== '') {
     if (/,/.test(netloc)) {
-      throw new UsageError(`${from}: several hosts are not supported; give one host (libpq's host list and target_session_attrs are not implemented)`);
+      throw new UsageError(`${from}: several hosts are not supported; give one host`);
     }
     let host: string;
     let port: string | undefined;
     if (netloc.startsWith('[')) {
       const close = netloc.indexOf(']');
-      if (close < 0) throw new UsageError(`${from}: unterminated IPv6 address (missing ']')`);
+      if (close < 0) throw invalid("unterminated IPv6 address: missing ']'");
       host = netloc.slice(1, close);
       const after = netloc.slice(close + 1);
-      if (after !== '' && !after.startsWith(':')) throw new UsageError(`${from}: unexpected '${after}' after the IPv6 address`);
+      if (after !== '' && !after.startsWith(':')) throw invalid('unexpected characters after the IPv6 address');
       if (after !== '') port = after.slice(1);
     } else {
       const colon = netloc.lastIndexOf(':');
@@ -196,7 +218,10 @@ export function parseUri(uri: string, from: string): Conninfo {
       if (colon >= 0) port = netloc.slice(colon + 1);
     }
     if (host !== '') out.host = decode(host, 'host', from);
-    if (port !== undefined && port !== '') out.port = decode(port, 'port', from);
+    if (port !== undefined && port !== '') {
+      if (!/^\d{1,5}$/.test(port)) throw invalid('the port must be a number');
+      out.port = port;
+    }
   }
   if (path !== undefined && path !== '') out.dbname = decode(path, 'database name', from);
   if (query !== undefined && query !== '') {

@@ -1,8 +1,7 @@
 import type { ClientConfig } from 'pg';
 import { UsageError } from './errors.js';
 import { parseIntStrict } from './parse.js';
-import type { LibpqParams } from './db/conninfo.js';
-import { maskUrl } from './db/conninfo.js';
+import { maskUrl, parseConnectionString, type LibpqParams } from './db/conninfo.js';
 import { resolvePg } from './db/resolve.js';
 
 export interface ConnectionSettings {
@@ -44,8 +43,11 @@ export function parseConnectTimeout(raw: string | undefined): number | undefined
 function fromUrl(url: string, source: '--database-url' | 'DATABASE_URL', timeout: number | undefined, env: NodeJS.ProcessEnv): ConnectionSettings {
   if (url.trim() === '') throw new UsageError(`${source} is empty`);
   const t = resolvePg(url, { env, from: source, ...(timeout !== undefined ? { connectTimeout: timeout } : {}) });
-  const isUrl = /^postgres(?:ql)?:\/\//i.test(url.trim());
-  return { pg: t.config, display: isUrl ? maskUrl(url.trim()) : t.display, source, params: t.params, connectTimeout: t.connectTimeout };
+  // The user's own URL (masked) when it names the server; the resolved target when a service,
+  // the environment or a keyword/value string supplied it.
+  const explicit = parseConnectionString(url, source);
+  const ownForm = /^postgres(?:ql)?:\/\//i.test(url.trim()) && explicit.host !== undefined && explicit.service === undefined;
+  return { pg: t.config, display: ownForm ? maskUrl(url.trim()) : t.display, source, params: t.params, connectTimeout: t.connectTimeout };
 }
 
 /**

@@ -52,8 +52,9 @@ describe('on a private server (password authentication)', { skip: requirePart('p
     const services = file('pg_service.conf', `[other]\nhost=192.0.2.1\n\n[tsmtest]\nhost=127.0.0.1\nport=${srv.port}\nuser=postgres\ndbname=svc_marker\npassword=${srv.password}\n`);
     const doc = connected(await doctor([], { PGSERVICE: 'tsmtest', PGSERVICEFILE: services }));
     assert.equal(doc.database, `postgres://postgres:***@127.0.0.1:${srv.port}/svc_marker`);
-    // service= in DATABASE_URL too.
-    connected(await doctor([], { DATABASE_URL: 'postgres:///?service=tsmtest', PGSERVICEFILE: services }));
+    // service= in DATABASE_URL too; the display names the service's server.
+    const viaUrl = connected(await doctor([], { DATABASE_URL: 'postgres:///?service=tsmtest', PGSERVICEFILE: services }));
+    assert.equal(viaUrl.database, `postgres://postgres:***@127.0.0.1:${srv.port}/svc_marker`);
     // An unknown service is a configuration error: exit 2, one line.
     const r = await doctor([], { PGSERVICE: 'absent', PGSERVICEFILE: services });
     assert.equal(r.code, 2, r.stderr);

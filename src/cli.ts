@@ -53,7 +53,7 @@ function build(): Command {
     .option('-d, --database-url <url>', 'PostgreSQL URL (else $DATABASE_URL, else libpq PG* variables)')
     .option('--schema <name>', 'schema holding telegram_sessions', 'public')
     .option('--json', 'print exactly one JSON document on stdout')
-    .option('--connect-timeout <seconds>', 'connection timeout in seconds', '10')
+    .option('--connect-timeout <seconds>', "connection timeout in seconds (default: the URL's connect_timeout, else PGCONNECT_TIMEOUT, else 10)")
     .option('--no-color', 'no colours (NO_COLOR is honoured too)');
 
   const act =

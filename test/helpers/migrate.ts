@@ -8,6 +8,7 @@ export const SHIPPED = [
   '0003_diagnostic_columns',
   '0004_user_id_unique_index',
   '0005_upsert_function',
+  '0006_harden_upsert_function',
 ];
 
 /** `tsm migrate <args…> -d <url>` */

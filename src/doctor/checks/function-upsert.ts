@@ -49,10 +49,49 @@ export function judgeBody(rawBody: string): Outcome {
   return { status: 'warn', detail: 'the body has no INSERT … ON CONFLICT (user_id): cannot confirm it is race-free' };
 }
 
-function sameArgs(r: Row): boolean {
+/** The integer-user-id overload tsm installs (0006): p_user_id bigint, calling the text version. */
+export const INTEGER_ARGS = EXPECTED_ARGS.map((t, i) => (i === 1 ? 'bigint' : t));
+
+function hasArgs(r: Row, expected: string[]): boolean {
   const args = (r.arg_types ?? []) as string[];
-  return args.length === EXPECTED_ARGS.length && args.every((t, i) => t === EXPECTED_ARGS[i]);
+  return args.length === expected.length && args.every((t, i) => t === expected[i]);
 }
+
+/** tsm's bigint overload: same shape with p_user_id bigint, returns uuid, and delegates to the function. */
+function isIntegerOverload(r: Row): boolean {
+  return hasArgs(r, INTEGER_ARGS) && r.kind === 'f' && r.returns === 'uuid' && /\bupsert_telegram_session\s*\(/i.test(stripSqlComments(String(r.body ?? '')));
+}
+
+/**
+ * Why a function can be hijacked or misused, or null: SECURITY DEFINER runs it with its owner's
+ * rights; without `SET search_path` (to pg_catalog and pg_temp, pg_temp last) the caller's
+ * search_path is in force inside it, so an object planted in a schema on that path (a
+ * `=(varchar, varchar)` operator in public, say) can run as the caller.
+ */
+export function hardeningProblems(r: Row): string[] {
+  const problems: string[] = [];
+  if (r.security_definer === true) problems.push('SECURITY DEFINER (runs with its owner\'s rights; tsm\'s is SECURITY INVOKER)');
+  const config = Array.isArray(r.config) ? (r.config as unknown[]).map(String) : [];
+  const setting = config.find((c) => c.toLowerCase().startsWith('search_path='));
+  if (setting === undefined) {
+    problems.push("search_path not pinned (objects in a schema on the caller's search_path can run inside it)");
+  } else {
+    const path = setting
+      .slice('search_path='.length)
+      .split(',')
+      .map((x) => x.trim().replace(/^"(.*)"$/, '$1'))
+      .filter((x) => x !== '');
+    const unsafe = path.filter((x) => x !== 'pg_catalog' && x !== 'pg_temp');
+    const tempNotLast = path.includes('pg_temp') && path[path.length - 1] !== 'pg_temp';
+    if (unsafe.length > 0 || tempNotLast) {
+      problems.push(`search_path pinned to ${setting.slice('search_path='.length)}, not pg_catalog, pg_temp (whoever can create objects there can run code inside it)`);
+    }
+  }
+  return problems;
+}
+
+const HARDEN_SQL = (signature: string): string =>
+  `ALTER FUNCTION ${signature} SECURITY INVOKER SET search_path = pg_catalog, pg_temp;   -- only once every table and operator in its body is schema-qualified`;
 
 export const functionUpsert: CatalogCheck = {
   id: 'function.upsert',
@@ -63,11 +102,16 @@ export const functionUpsert: CatalogCheck = {
   looksAt:
     `pg_proc: ${FUNCTION} in the schema, its argument types (varchar, varchar, text, varchar, varchar, ` +
     'text, text), its return type (uuid) and its body: INSERT … ON CONFLICT (user_id) with a tenant_id ' +
-    'guard is race-free; an UPDATE-then-INSERT body is not.',
+    'guard is race-free; an UPDATE-then-INSERT body is not. Also SECURITY DEFINER (prosecdef) and whether ' +
+    'search_path is pinned to pg_catalog, pg_temp (proconfig), for the function and for the overload taking ' +
+    'p_user_id bigint that tsm adds for integer user ids (it calls the varchar version). Any other overload is reported.',
   why:
     'Applications save sessions through this function. Missing (or with another signature), every call fails ' +
     'with 42883. An UPDATE-then-INSERT body (the incident write-up\'s first fix) races: two concurrent first ' +
-    'saves for one user both find nothing to update and both insert.',
+    'saves for one user both find nothing to update and both insert. Without a pinned search_path, the ' +
+    "caller's search_path is in force inside the function: a role that may create objects in a schema on it " +
+    '(public before PostgreSQL 15) can plant an operator that then runs as the application; SECURITY DEFINER ' +
+    "would run the body with the owner's rights. Other overloads can make calls that rely on defaults ambiguous (42725).",
   sql: `SELECT p.oid::regprocedure::text                          AS signature,
        array(SELECT pg_catalog.format_type(t.oid, NULL)
                FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(oid, ord)
@@ -76,6 +120,8 @@ export const functionUpsert: CatalogCheck = {
        pg_catalog.pg_get_function_result(p.oid)            AS returns,
        l.lanname::text                                     AS language,
        p.prokind::text                                     AS kind,
+       p.prosecdef                                         AS security_definer,
+       p.proconfig::text[]                                 AS config,
        CASE WHEN p.prosrc <> '' THEN p.prosrc
             ELSE pg_catalog.pg_get_functiondef(p.oid) END  AS body
   FROM pg_catalog.pg_proc p
@@ -83,9 +129,9 @@ export const functionUpsert: CatalogCheck = {
   JOIN pg_catalog.pg_language l  ON l.oid = p.prolang
  WHERE n.nspname = $1::text AND p.proname = '${FUNCTION}'
  ORDER BY p.oid`,
-  evaluate(rows) {
+  evaluate(rows, env) {
     if (rows.length === 0) return { status: 'fail', detail: `${FUNCTION} does not exist` };
-    const match = rows.find((r) => sameArgs(r) && r.kind === 'f');
+    const match = rows.find((r) => hasArgs(r, EXPECTED_ARGS) && r.kind === 'f');
     if (!match) {
       return {
         status: 'fail',
@@ -94,14 +140,28 @@ export const functionUpsert: CatalogCheck = {
     }
     if (match.returns !== 'uuid') return { status: 'fail', detail: `returns ${match.returns}, not uuid` };
     const verdict = judgeBody(String(match.body ?? ''));
-    if (rows.length > 1 && verdict.status === 'ok') {
+    const integer = rows.find((r) => r !== match && isIntegerOverload(r));
+    const others = rows.filter((r) => r !== match && r !== integer);
+    if (others.length > 0 && verdict.status === 'ok') {
+      const shown = [match, ...others];
       return {
         status: 'warn',
-        detail: `${plural(rows.length, 'overload')}: calls that rely on defaults may be ambiguous (42725); ${rows.map((r) => r.signature).join(', ')}`,
-        remedy: remedyText([], rows.filter((r) => r !== match).map((r) => `DROP FUNCTION ${r.signature};   -- after checking nothing calls it`)),
+        detail: `${plural(shown.length, 'overload')}: calls that rely on defaults may be ambiguous (42725); ${shown.map((r) => r.signature).join(', ')}`,
+        remedy: remedyText([], others.map((r) => `DROP FUNCTION ${r.signature};   -- after checking nothing calls it`)),
       };
     }
-    return verdict;
+    const unsafe = [match, ...(integer ? [integer] : [])].flatMap((r) => {
+      const problems = hardeningProblems(r);
+      return problems.length === 0 ? [] : [{ r, problems }];
+    });
+    if (unsafe.length === 0) return verdict;
+    const hardening = unsafe.map((u) => `${u.r === match ? '' : `${u.r.signature}: `}${u.problems.join('; ')}`).join('; ');
+    const remedy = remedyText(
+      [`${tsmCommand(env, 'migrate up')}   (installs the hardened function: SECURITY INVOKER, search_path pinned, names qualified)`],
+      unsafe.map((u) => HARDEN_SQL(String(u.r.signature))),
+    );
+    if (verdict.status === 'ok') return { status: 'warn', detail: hardening, remedy };
+    return { ...verdict, detail: `${verdict.detail}; also ${hardening}` };
   },
   remedy: (env) =>
     remedyText([

@@ -1,5 +1,5 @@
 import type { CatalogCheck, Outcome, Row } from '../types.js';
-import { FUNCTION, plural, remedyText, stripSqlComments, tsmCommand } from '../util.js';
+import { FUNCTION, plural, remedyText, tsmCommand } from '../util.js';
 
 /** upsert_telegram_session(p_tenant_id varchar, p_user_id varchar, p_session_string_enc text, p_key_id varchar,
  *  p_status varchar, p_auth_error text, p_error_details text) RETURNS uuid */
@@ -13,9 +13,55 @@ export const EXPECTED_ARGS = [
   'text',
 ];
 
+/**
+ * `sql` without its comments (`--` to the end of the line, nested block comments), leaving
+ * string literals, quoted identifiers and dollar-quoted strings whole: a schema or table named
+ * `a -- b` inside the body does not hide the rest of its line.
+ */
+export function withoutComments(sql: string): string {
+  let out = '';
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i]!;
+    const n = sql[i + 1];
+    if (c === '-' && n === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end;
+      out += ' ';
+    } else if (c === '/' && n === '*') {
+      let depth = 1;
+      i += 2;
+      while (i < sql.length && depth > 0) {
+        const pair = sql.slice(i, i + 2);
+        if (pair === '/*') depth++;
+        else if (pair === '*/') depth--;
+        i += pair === '/*' || pair === '*/' ? 2 : 1;
+      }
+      out += ' ';
+    } else if (c === "'" || c === '"') {
+      let j = i + 1;
+      while (j < sql.length && !(sql[j] === c && sql[j + 1] !== c)) j += sql[j] === c ? 2 : 1;
+      out += sql.slice(i, j + 1);
+      i = j + 1;
+    } else {
+      const tag = c === '$' ? /^\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$/.exec(sql.slice(i))?.[0] : undefined;
+      if (tag !== undefined) {
+        const end = sql.indexOf(tag, i + tag.length);
+        const stop = end < 0 ? sql.length : end + tag.length;
+        out += sql.slice(i, stop);
+        i = stop;
+      } else {
+        out += c;
+        i++;
+      }
+    }
+  }
+  return out;
+}
+
 /** What the body does, judged from its text (comments removed). */
 export function judgeBody(rawBody: string): Outcome {
-  const body = stripSqlComments(rawBody);
+  const body = withoutComments(rawBody);
   const onConflict = /\bON\s+CONFLICT\b/i.test(body);
   const inserts = /\bINSERT\s+INTO\b/i.test(body);
   const updates = /\bUPDATE\s+(?!SET\b)[\w".]+\s+(AS\s+\w+\s+)?SET\b/i.test(body);
@@ -59,7 +105,7 @@ function hasArgs(r: Row, expected: string[]): boolean {
 
 /** tsm's bigint overload: same shape with p_user_id bigint, returns uuid, and delegates to the function. */
 function isIntegerOverload(r: Row): boolean {
-  return hasArgs(r, INTEGER_ARGS) && r.kind === 'f' && r.returns === 'uuid' && /\bupsert_telegram_session\s*\(/i.test(stripSqlComments(String(r.body ?? '')));
+  return hasArgs(r, INTEGER_ARGS) && r.kind === 'f' && r.returns === 'uuid' && /\bupsert_telegram_session"?\s*\(/i.test(withoutComments(String(r.body ?? '')));
 }
 
 /**

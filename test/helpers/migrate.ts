@@ -118,7 +118,8 @@ export function stderrWatcher(): { onSpawn: RunOptions['onSpawn']; until(pred: (
 
 /**
  * Every user object of the database by name (schemas, relations with their kind, columns,
- * constraints, functions with their arguments, operators, types), one readable string each, sorted:
+ * constraints (not PostgreSQL 18's NOT NULL entries, which follow the columns), functions with
+ * their arguments, operators, types), one readable string each, sorted:
  * `objectDiff(before, after)` then says exactly what a command created or dropped.
  */
 export async function userObjects(db: TestDatabase): Promise<string[]> {
@@ -128,7 +129,7 @@ export async function userObjects(db: TestDatabase): Promise<string[]> {
      UNION ALL SELECT 'relation(' || c.relkind::text || ') ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${user}
      UNION ALL SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${user} AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
-     UNION ALL SELECT 'constraint ' || n.nspname || '.' || co.conname FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace WHERE ${user}
+     UNION ALL SELECT 'constraint ' || n.nspname || '.' || co.conname FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace WHERE ${user} AND co.contype <> 'n'
      UNION ALL SELECT 'function ' || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' FROM pg_proc p
                  JOIN pg_namespace n ON n.oid = p.pronamespace WHERE ${user}
      UNION ALL SELECT 'operator ' || n.nspname || '.' || o.oprname || '(' || format_type(o.oprleft, NULL) || ', ' || format_type(o.oprright, NULL) || ')'

@@ -1,4 +1,5 @@
 import type { ClientConfig } from 'pg';
+import { validateIdentifier } from './db/ident.js';
 import { UsageError } from './errors.js';
 import { parseIntStrict } from './parse.js';
 import { maskUrl, parseConnectionString, type LibpqParams } from './db/conninfo.js';
@@ -68,11 +69,10 @@ export function resolveConnection(opts: GlobalOptions, env: NodeJS.ProcessEnv = 
   throw new UsageError(NO_DATABASE);
 }
 
-/** Schema names are identifiers: reject what could never be one rather than quoting surprises. */
+/**
+ * `--schema`: any identifier PostgreSQL accepts (quotes, spaces, unicode, up to 63 bytes); control
+ * characters are refused (exit 2). The name is quoted wherever it reaches SQL (src/db/ident.ts).
+ */
 export function resolveSchema(raw: string | undefined): string {
-  const schema = raw ?? 'public';
-  if (schema === '' || schema.length > 63 || /[\u0000"]/.test(schema)) {
-    throw new UsageError(`--schema: '${schema}' is not a valid schema name`);
-  }
-  return schema;
+  return validateIdentifier('--schema', raw ?? 'public');
 }

@@ -1,5 +1,4 @@
 /** The migrate commands' options, validated (UsageError, exit 2, on anything malformed). */
-import type { CommandArgs } from '../cli.js';
 import { UsageError } from '../errors.js';
 import { parseDuration, parseIntStrict } from '../parse.js';
 
@@ -12,7 +11,13 @@ export interface MigrateOptions {
   allowModified: boolean;
 }
 
-export function migrateOptions(args: CommandArgs): MigrateOptions {
+/** The parsed command line, as the CLI hands it over (no import of the CLI: the engine stays below it). */
+export interface MigrateArgs {
+  positional: (string | undefined)[];
+  options: Record<string, unknown>;
+}
+
+export function migrateOptions(args: MigrateArgs): MigrateOptions {
   const o = args.options;
   const raw = args.positional[0];
   const dir = o.migrationsDir;

@@ -5,21 +5,22 @@
  * indexes, so the ACCESS EXCLUSIVE lock is held for milliseconds (under lock_timeout).
  * char(n) columns are reported, not changed: char → text rewrites the whole table.
  *
+ * Column names come from the catalog: quoted (ident) in SQL, plain data in notes (ctx.note).
+ *
  * down: keeps the columns as text. Narrowing them back could truncate stored sessions (or fail),
  * and would bring back the incident's session_too_long; the migration is recorded as reverted.
  */
 import type { MigrationBuilder } from 'node-pg-migrate';
-
-interface ReadDb {
-  select(sql: string, values?: unknown[]): Promise<any[]>;
-}
+import type { MigrationContext, ReadDb } from '../src/migrate/context.js';
 
 const ident = (s: string): string => '"' + s.replace(/"/g, '""') + '"';
 
-async function targetSchema(db: ReadDb): Promise<string> {
-  const [row] = await db.select(`SELECT coalesce(nullif(current_setting('tsm.schema', true), ''), current_schema()) AS s`);
-  if (!row?.s) throw new Error('no target schema: set tsm.schema or the search_path');
-  return row.s as string;
+/** The target schema: tsm's --schema; plain node-pg-migrate: the first schema of the search_path. */
+async function targetSchema(db: ReadDb, ctx: MigrationContext | undefined): Promise<string> {
+  if (ctx) return ctx.schema;
+  const [row] = await db.select('SELECT pg_catalog.current_schema() AS s');
+  if (typeof row?.s !== 'string') throw new Error('no target schema: the search_path names no existing schema');
+  return row.s;
 }
 
 interface Column {
@@ -29,7 +30,7 @@ interface Column {
 }
 
 async function sessionColumns(db: ReadDb, schema: string): Promise<Column[]> {
-  return db.select(
+  const rows = await db.select(
     `SELECT a.attname::text AS column, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, b.typname::text AS base
        FROM pg_catalog.pg_attribute a
        JOIN pg_catalog.pg_class c     ON c.oid = a.attrelid
@@ -44,23 +45,25 @@ async function sessionColumns(db: ReadDb, schema: string): Promise<Column[]> {
       ORDER BY a.attnum`,
     [schema],
   );
+  return rows.map((r) => ({ column: String(r.column), type: String(r.type), base: String(r.base) }));
 }
 
-export async function up(pgm: MigrationBuilder): Promise<void> {
-  const schema = await targetSchema(pgm.db);
+export async function up(pgm: MigrationBuilder, ...[ctx]: [MigrationContext?]): Promise<void> {
+  const schema = await targetSchema(pgm.db, ctx);
+  const t = `${ident(schema)}.telegram_sessions`;
   const columns = await sessionColumns(pgm.db, schema);
   const widen = columns.filter((c) => c.base === 'varchar');
   for (const c of columns.filter((x) => x.base === 'bpchar')) {
-    pgm.sql(`-- ${c.column} is ${c.type}: not widened (char → text rewrites the table); do it in a maintenance window: ALTER TABLE ${ident(schema)}.telegram_sessions ALTER COLUMN ${ident(c.column)} TYPE text`);
+    ctx?.note(`${c.column} is ${c.type}: not widened (char → text rewrites the table); do it in a maintenance window: ALTER TABLE ${t} ALTER COLUMN ${ident(c.column)} TYPE text`);
   }
   if (widen.length === 0) {
-    pgm.sql('-- no varchar(n) session column: nothing to widen');
+    ctx?.note('no varchar(n) session column: nothing to widen');
     return;
   }
-  pgm.sql(`-- widening ${widen.map((c) => `${c.column} (${c.type})`).join(', ')} to text: catalog-only, no table rewrite`);
-  pgm.sql(`ALTER TABLE ${ident(schema)}.telegram_sessions ${widen.map((c) => `ALTER COLUMN ${ident(c.column)} TYPE text`).join(', ')}`);
+  ctx?.note(`widening ${widen.map((c) => `${c.column} (${c.type})`).join(', ')} to text: catalog-only, no table rewrite`);
+  pgm.sql(`ALTER TABLE ${t} ${widen.map((c) => `ALTER COLUMN ${ident(c.column)} TYPE text`).join(', ')}`);
 }
 
-export async function down(pgm: MigrationBuilder): Promise<void> {
-  pgm.sql('-- session columns stay text: narrowing them could truncate stored sessions and bring back session_too_long');
+export async function down(_pgm: MigrationBuilder, ...[ctx]: [MigrationContext?]): Promise<void> {
+  ctx?.note('session columns stay text: narrowing them could truncate stored sessions and bring back session_too_long');
 }

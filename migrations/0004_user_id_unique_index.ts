@@ -17,22 +17,30 @@
  *     out leaves an INVALID index, which is dropped right away (and, should that drop time out as
  *     well, at the start of the next attempt) before tsm retries.
  *
+ * Index names come from the catalog: they are data in notes (ctx.note), never SQL text.
+ *
  * down: DROP INDEX CONCURRENTLY of this name only; an equivalent index under another name (a
  * hand fix that made `up` skip) is left alone. No data is lost.
  */
 import type { MigrationBuilder } from 'node-pg-migrate';
-
-interface ReadDb {
-  select(sql: string, values?: unknown[]): Promise<any[]>;
-}
+import type { MigrationContext, ReadDb } from '../src/migrate/context.js';
 
 const NAME = 'telegram_sessions_user_id_unique';
 const ident = (s: string): string => '"' + s.replace(/"/g, '""') + '"';
+/** A name for messages: as typed when plain, else quoted. */
+const shown = (s: string): string => (/^[a-z_][a-z0-9_$]*$/.test(s) ? s : ident(s));
 
-async function targetSchema(db: ReadDb): Promise<string> {
-  const [row] = await db.select(`SELECT coalesce(nullif(current_setting('tsm.schema', true), ''), current_schema()) AS s`);
-  if (!row?.s) throw new Error('no target schema: set tsm.schema or the search_path');
-  return row.s as string;
+/** The target schema: tsm's --schema; plain node-pg-migrate: the first schema of the search_path. */
+async function targetSchema(db: ReadDb, ctx: MigrationContext | undefined): Promise<string> {
+  if (ctx) return ctx.schema;
+  const [row] = await db.select('SELECT pg_catalog.current_schema() AS s');
+  if (typeof row?.s !== 'string') throw new Error('no target schema: the search_path names no existing schema');
+  return row.s;
+}
+
+/** A tsm command to suggest: tsm phrases it (the schema shell-quoted); without tsm, said in words. */
+function command(ctx: MigrationContext | undefined, schema: string, args: string): string {
+  return ctx ? ctx.command(args) : `tsm ${args}${schema === 'public' ? '' : ` (with --schema set to ${shown(schema)})`}`;
 }
 
 interface IndexRow {
@@ -52,11 +60,11 @@ async function tableExists(db: ReadDb, schema: string): Promise<boolean> {
                      WHERE n.nspname = $1::text AND c.relname = 'telegram_sessions' AND c.relkind IN ('r', 'p')) AS ok`,
     [schema],
   );
-  return row.ok === true;
+  return row?.ok === true;
 }
 
 async function indexes(db: ReadDb, schema: string): Promise<IndexRow[]> {
-  return db.select(
+  const rows = await db.select(
     `SELECT ic.relname::text AS name, i.indisunique AS is_unique, i.indisvalid AS is_valid,
             i.indisready AS is_ready, i.indimmediate AS is_immediate,
             array(SELECT coalesce(a.attname::text, '(expression)')
@@ -73,6 +81,16 @@ async function indexes(db: ReadDb, schema: string): Promise<IndexRow[]> {
       ORDER BY ic.relname`,
     [schema],
   );
+  return rows.map((r) => ({
+    name: String(r.name),
+    is_unique: r.is_unique === true,
+    is_valid: r.is_valid === true,
+    is_ready: r.is_ready === true,
+    is_immediate: r.is_immediate === true,
+    keys: Array.isArray(r.keys) ? r.keys.map(String) : [],
+    predicate: typeof r.predicate === 'string' ? r.predicate : null,
+    building_pid: typeof r.building_pid === 'number' ? r.building_pid : null,
+  }));
 }
 
 /** Can this index be the arbiter of ON CONFLICT (user_id) WHERE user_id IS NOT NULL? */
@@ -85,11 +103,8 @@ function equivalent(r: IndexRow): boolean {
   );
 }
 
-function tsm(schema: string, command: string): string {
-  return schema === 'public' ? `tsm ${command}` : `tsm ${command} --schema ${/^[A-Za-z0-9_.-]+$/.test(schema) ? schema : `'${schema}'`}`;
-}
-
-export async function preflight(db: ReadDb, schema: string): Promise<void> {
+export async function preflight(db: ReadDb, schema: string, ctx?: MigrationContext): Promise<void> {
+  const tsm = (args: string): string => command(ctx, schema, args);
   if (!(await tableExists(db, schema))) return; // 0001 creates it; the index is then built on an empty table
   const all = await indexes(db, schema);
   if (all.some(equivalent)) return;
@@ -101,12 +116,12 @@ export async function preflight(db: ReadDb, schema: string): Promise<void> {
         WHERE n.nspname = $1::text AND c.relname = $2::text`,
       [schema, NAME],
     );
-    if (clash) throw new Error(`a relation named ${schema}.${NAME} (relkind ${clash.kind}) exists and is not an index of telegram_sessions; rename it`);
+    if (clash) throw new Error(`a relation named ${shown(schema)}.${NAME} (relkind ${String(clash.kind)}) exists and is not an index of telegram_sessions; rename it`);
   } else if (named.building_pid !== null) {
-    throw new Error(`an index build of ${NAME} is in progress (pid ${named.building_pid}); wait for it to finish, then run \`${tsm(schema, 'migrate up')}\` again`);
+    throw new Error(`an index build of ${NAME} is in progress (pid ${named.building_pid}); wait for it to finish, then run \`${tsm('migrate up')}\` again`);
   } else if (named.is_valid) {
     throw new Error(
-      `an index named ${NAME} exists but cannot serve ON CONFLICT (user_id) (${describe(named)}); rename or drop it, then run \`${tsm(schema, 'migrate up')}\` again`,
+      `an index named ${NAME} exists but cannot serve ON CONFLICT (user_id) (${describe(named)}); rename or drop it, then run \`${tsm('migrate up')}\` again`,
     );
   }
 
@@ -116,11 +131,12 @@ export async function preflight(db: ReadDb, schema: string): Promise<void> {
             (array_agg(format('%s ×%s', to_json(user_id), n) ORDER BY n DESC, user_id))[1:3] AS worst
        FROM (SELECT user_id, count(*) AS n FROM ${t} WHERE user_id IS NOT NULL GROUP BY user_id HAVING count(*) > 1) d`,
   );
-  const users = Number(dups.users);
+  const users = Number(dups?.users ?? 0);
   if (users > 0) {
+    const worst = Array.isArray(dups?.worst) ? dups.worst.map(String) : [];
     throw new Error(
-      `${users} user_id${users === 1 ? ' has' : 's have'} more than one row (${dups.rows} rows in all; worst: ${(dups.worst as string[]).join(', ')}): ` +
-        `the unique index cannot be built; run \`${tsm(schema, 'dedupe')}\` (it archives the extra rows, nothing is deleted), then \`${tsm(schema, 'migrate up')}\` again`,
+      `${users} user_id${users === 1 ? ' has' : 's have'} more than one row (${String(dups?.rows)} rows in all; worst: ${worst.join(', ')}): ` +
+        `the unique index cannot be built; run \`${tsm('dedupe')}\` (it archives the extra rows, nothing is deleted), then \`${tsm('migrate up')}\` again`,
     );
   }
 }
@@ -132,20 +148,20 @@ function describe(r: IndexRow): string {
   return `partial WHERE ${r.predicate}`;
 }
 
-export async function up(pgm: MigrationBuilder): Promise<void> {
+export async function up(pgm: MigrationBuilder, ...[ctx]: [MigrationContext?]): Promise<void> {
   pgm.noTransaction();
-  const schema = await targetSchema(pgm.db);
-  await preflight(pgm.db, schema);
+  const schema = await targetSchema(pgm.db, ctx);
+  await preflight(pgm.db, schema, ctx);
   const index = `${ident(schema)}.${ident(NAME)}`;
   const all = (await tableExists(pgm.db, schema)) ? await indexes(pgm.db, schema) : [];
   const existing = all.find(equivalent);
   if (existing) {
-    await pgm.db.query(`-- ${existing.name} is a valid unique index on (user_id)${existing.predicate ? ` WHERE ${existing.predicate}` : ''}: nothing to build`);
+    ctx?.note(`${existing.name} is a valid unique index on (user_id)${existing.predicate ? ` WHERE ${existing.predicate}` : ''}: nothing to build`);
     return;
   }
   if (all.some((r) => r.name === NAME)) {
     // preflight let it through: INVALID and no build working on it.
-    await pgm.db.query(`-- ${NAME} is INVALID (left by a failed concurrent build): dropping it, then rebuilding`);
+    ctx?.note(`${NAME} is INVALID (left by a failed concurrent build): dropping it, then rebuilding`);
     await pgm.db.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index}`);
   }
   try {
@@ -156,7 +172,7 @@ export async function up(pgm: MigrationBuilder): Promise<void> {
       // The failed build left an INVALID index: drop it now so nothing trips over it. If this
       // drop cannot get its lock either, the next attempt (or the next `up`) drops it first.
       const [left] = await pgm.db
-        .select(`SELECT i.indisvalid AS valid FROM pg_catalog.pg_index i WHERE i.indexrelid = to_regclass($1::text)`, [index])
+        .select(`SELECT i.indisvalid AS valid FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass($1::text)`, [index])
         .catch(() => []);
       if (left && left.valid === false) await pgm.db.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index}`).catch(() => {});
     }
@@ -164,20 +180,21 @@ export async function up(pgm: MigrationBuilder): Promise<void> {
       const detail = (err as { detail?: string }).detail;
       throw new Error(
         `duplicate user_ids appeared while the index was being built${detail ? ` (${detail})` : ''}: ` +
-          `run \`${tsm(schema, 'dedupe')}\`, then \`${tsm(schema, 'migrate up')}\` again`,
+          `run \`${command(ctx, schema, 'dedupe')}\`, then \`${command(ctx, schema, 'migrate up')}\` again`,
+        { cause: err },
       );
     }
     throw err;
   }
 }
 
-export async function down(pgm: MigrationBuilder): Promise<void> {
+export async function down(pgm: MigrationBuilder, ...[ctx]: [MigrationContext?]): Promise<void> {
   pgm.noTransaction();
-  const schema = await targetSchema(pgm.db);
+  const schema = await targetSchema(pgm.db, ctx);
   const all = (await tableExists(pgm.db, schema)) ? await indexes(pgm.db, schema) : [];
   if (!all.some((r) => r.name === NAME)) {
     const other = all.find(equivalent);
-    pgm.sql(`-- no index named ${NAME}: nothing to drop${other ? ` (${other.name}, not created by this migration, is left in place)` : ''}`);
+    ctx?.note(`no index named ${NAME}: nothing to drop${other ? ` (${other.name}, not created by this migration, is left in place)` : ''}`);
     return;
   }
   pgm.sql(`DROP INDEX CONCURRENTLY IF EXISTS ${ident(schema)}.${ident(NAME)}`);

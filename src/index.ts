@@ -3,7 +3,7 @@
  * nothing and loads no CLI code (no commander, chalk or cli-table3); see docs/architecture.md.
  */
 export { classifyError, type Classified, type ErrorCode } from './db/classify.js';
-export { maskUrl } from './config.js';
+export { maskUrl } from './db/conninfo.js';
 export {
   SessionStore,
   validateSaveInput,

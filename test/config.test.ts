@@ -24,7 +24,7 @@ describe('resolveConnection', () => {
     const env = { DATABASE_URL: 'postgres://b@h2/db', PGHOST: 'h3' };
     assert.equal(resolveConnection({ databaseUrl: 'postgres://a:pw@h1/db' }, env).display, 'postgres://a:***@h1/db');
     assert.equal(resolveConnection({}, env).source, 'DATABASE_URL');
-    assert.equal(resolveConnection({}, { PGHOST: 'h3', PGPASSWORD: 'pw' }).display, 'postgres://postgres:***@h3:5432/postgres');
+    assert.equal(resolveConnection({}, { PGHOST: 'h3', PGUSER: 'postgres', PGPASSWORD: 'pw' }).display, 'postgres://postgres:***@h3:5432/postgres');
   });
   it('always sets application_name=tsm and the connect timeout', () => {
     const s = resolveConnection({ databaseUrl: 'postgres://a@h/db', connectTimeout: '3' }, {});

@@ -17,17 +17,21 @@ async function exists(sql: string, values: unknown[]): Promise<boolean> {
 }
 
 describe('tsm migrate down', () => {
-  it('down without N reverts the last one; down 5 the rest, in reverse order: nothing of the schema is left', async () => {
+  it('down without N reverts the last one (0006 puts 0005\'s function back); down 5 the rest, in reverse order: nothing of the schema is left', async () => {
     assert.equal((await migrate(db.url, ['up', '--schema', 'empty'])).code, 0);
     const one = await migrate(db.url, ['down', '--schema', 'empty', '--json']);
     assert.equal(one.code, 0, one.stderr);
-    assert.deepEqual(one.json().steps.map((s: { name: string }) => s.name), ['0005_upsert_function']);
-    assert.deepEqual(await history(db, 'empty'), SHIPPED.slice(0, 4));
-    assert.equal(await exists(`to_regprocedure('empty.upsert_telegram_session(varchar,varchar,text,varchar,varchar,text,text)')`, []), false);
+    assert.deepEqual(one.json().steps.map((s: { name: string }) => s.name), ['0006_harden_upsert_function']);
+    assert.deepEqual(await history(db, 'empty'), SHIPPED.slice(0, 5));
+    // 0006's down never leaves the application without its function: 0005's body is back.
+    const fn = (await db.sql(`SELECT proconfig, prosecdef FROM pg_proc WHERE oid = to_regprocedure('empty.upsert_telegram_session(varchar,varchar,text,varchar,varchar,text,text)')`)).rows;
+    assert.deepEqual(fn, [{ proconfig: null, prosecdef: false }], "0005's function, without 0006's SET search_path");
+    assert.equal(await exists(`to_regprocedure('empty.upsert_telegram_session(varchar,bigint,text,varchar,varchar,text,text)')`, []), false, 'the bigint overload is gone');
 
     const rest = await migrate(db.url, ['down', '5', '--schema', 'empty']);
     assert.equal(rest.code, 0, rest.stderr);
-    assert.match(rest.stdout, /reverted {2}0004_user_id_unique_index[\s\S]*reverted {2}0001_create_table[\s\S]*ok: 4 migrations reverted, 0 still applied/);
+    assert.match(rest.stdout, /reverted {2}0005_upsert_function[\s\S]*reverted {2}0004_user_id_unique_index[\s\S]*reverted {2}0001_create_table[\s\S]*ok: 5 migrations reverted, 0 still applied/);
+    assert.equal(await exists(`to_regprocedure('empty.upsert_telegram_session(varchar,varchar,text,varchar,varchar,text,text)')`, []), false);
     assert.match(rest.stdout, /session columns stay text: narrowing them could truncate stored sessions/);
     assert.deepEqual(await history(db, 'empty'), []);
     assert.equal(await exists(`to_regclass('empty.telegram_sessions')`, []), false, 'the empty table is dropped');
@@ -43,18 +47,18 @@ describe('tsm migrate down', () => {
     assert.deepEqual(await history(db, 'empty'), SHIPPED);
   });
 
-  it('a table with rows: 0005…0002 reverted, then 0001 refuses to drop the table, exit 1; rows intact', async () => {
+  it('a table with rows: 0006…0002 reverted, then 0001 refuses to drop the table, exit 1; rows intact', async () => {
     await db.sql(preFixSchema('rows'));
     await seed(db, 'rows', 8);
     assert.equal((await migrate(db.url, ['up', '--schema', 'rows'])).code, 0);
     const cols8 = `SELECT id, tenant_id, user_id, session_string_enc, key_id, status, created_at, updated_at FROM rows.telegram_sessions ORDER BY id`;
     const rowsBefore = (await db.sql(cols8)).rows;
-    const r = await migrate(db.url, ['down', '5', '--schema', 'rows']);
+    const r = await migrate(db.url, ['down', '6', '--schema', 'rows']);
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.equal(
       lastLine(r.stderr),
       'tsm: 0001_create_table (down) failed: refusing to drop rows.telegram_sessions: it holds 8 rows; dropping it would lose them; ' +
-        'reverted before it: 0005_upsert_function, 0004_user_id_unique_index, 0003_diagnostic_columns, 0002_widen_session_columns',
+        'reverted before it: 0006_harden_upsert_function, 0005_upsert_function, 0004_user_id_unique_index, 0003_diagnostic_columns, 0002_widen_session_columns',
     );
     assert.deepEqual(await history(db, 'rows'), ['0001_create_table']);
     assert.equal(await exists(`to_regclass('rows.telegram_sessions')`, []), true);
@@ -70,12 +74,12 @@ describe('tsm migrate down', () => {
     await seed(db, 'diag', 5);
     assert.equal((await migrate(db.url, ['up', '--schema', 'diag'])).code, 0);
     await db.sql(`UPDATE diag.telegram_sessions SET auth_error = 'session_too_long' WHERE user_id = 'u-2'`);
-    const r = await migrate(db.url, ['down', '3', '--schema', 'diag']);
+    const r = await migrate(db.url, ['down', '4', '--schema', 'diag']);
     assert.equal(r.code, 1);
     assert.equal(
       lastLine(r.stderr),
       'tsm: 0003_diagnostic_columns (down) failed: refusing to drop auth_error, error_details: 1 row of diag.telegram_sessions holds a value there; ' +
-        'dropping would lose it; reverted before it: 0005_upsert_function, 0004_user_id_unique_index',
+        'dropping would lose it; reverted before it: 0006_harden_upsert_function, 0005_upsert_function, 0004_user_id_unique_index',
     );
     const v = (await db.sql(`SELECT auth_error FROM diag.telegram_sessions WHERE user_id = 'u-2'`)).rows[0].auth_error;
     assert.equal(v, 'session_too_long');
@@ -87,7 +91,7 @@ describe('tsm migrate down', () => {
 
   it('the in-transaction guard: a row committed between the check and the drop still stops the drop', async () => {
     assert.equal((await migrate(db.url, ['up', '--schema', 'guard'])).code, 0);
-    assert.equal((await migrate(db.url, ['down', '4', '--schema', 'guard'])).code, 0);
+    assert.equal((await migrate(db.url, ['down', '5', '--schema', 'guard'])).code, 0);
     // An insert still in flight: down's count sees no row, then its LOCK TABLE waits for the insert.
     const writer = await db.client();
     await writer.query(`BEGIN; INSERT INTO guard.telegram_sessions (tenant_id, user_id) VALUES ('t-1', 'late')`);

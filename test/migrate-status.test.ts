@@ -32,19 +32,19 @@ describe('tsm migrate status and checksums', () => {
     assert.equal(r.code, 1);
     const j = r.json();
     assert.equal(j.table, false);
-    assert.deepEqual(j.summary, { applied: 0, pending: 5, modified: 0, missing: 0 });
+    assert.deepEqual(j.summary, { applied: 0, pending: 6, modified: 0, missing: 0 });
     assert.equal(j.up_to_date, false);
   });
 
-  it('up 3: three applied with their time and checksum, two pending, exit 1; human table', async () => {
+  it('up 3: three applied with their time and checksum, three pending, exit 1; human table', async () => {
     const t0 = Date.now();
     const up = await migrate(db.url, ['up', '3', '--migrations-dir', dir]);
     assert.equal(up.code, 0, up.stderr);
-    assert.match(up.stdout, /ok: 3 migrations applied, 2 still pending/);
+    assert.match(up.stdout, /ok: 3 migrations applied, 3 still pending/);
     const r = await status();
     assert.equal(r.code, 1);
     const j = r.json();
-    assert.deepEqual(j.migrations.map((m: { state: string }) => m.state), ['applied', 'applied', 'applied', 'pending', 'pending']);
+    assert.deepEqual(j.migrations.map((m: { state: string }) => m.state), ['applied', 'applied', 'applied', 'pending', 'pending', 'pending']);
     for (const m of j.migrations.slice(0, 3)) {
       assert.ok(Math.abs(Date.parse(m.applied_at) - t0) < 60_000, `${m.name} applied_at ${m.applied_at}`);
       assert.equal(m.applied_checksum, sha(`${m.name}.js`), 'the SHA-256 of the file as applied');
@@ -54,7 +54,7 @@ describe('tsm migrate status and checksums', () => {
     assert.equal(human.code, 1);
     assert.match(human.stdout, /│ 0001_create_table +│ applied │ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC │/);
     assert.match(human.stdout, /│ 0005_upsert_function +│ pending │ +│/);
-    assert.match(human.stdout, /fail: 3 applied, 2 pending; `tsm migrate up` applies the pending ones\n$/);
+    assert.match(human.stdout, /fail: 3 applied, 3 pending; `tsm migrate up` applies the pending ones\n$/);
   });
 
   it('an applied file edited: status says modified (exit 1); up refuses, nothing applied; --allow-modified runs', async () => {
@@ -87,12 +87,12 @@ describe('tsm migrate status and checksums', () => {
   });
 
   it('an applied file removed: missing, exit 1', async () => {
-    renameSync(join(dir, '0005_upsert_function.js'), join(dir, '.0005_upsert_function.js.bak'));
+    renameSync(join(dir, '0006_harden_upsert_function.js'), join(dir, '.0006_harden_upsert_function.js.bak'));
     try {
       const r = await status();
       assert.equal(r.code, 1);
       assert.deepEqual(r.json().migrations.at(-1), {
-        name: '0005_upsert_function',
+        name: '0006_harden_upsert_function',
         state: 'missing',
         applied_at: r.json().migrations.at(-1).applied_at,
         applied_checksum: r.json().migrations.at(-1).applied_checksum,
@@ -100,9 +100,9 @@ describe('tsm migrate status and checksums', () => {
       });
       const d = await migrate(db.url, ['down', '--migrations-dir', dir]);
       assert.equal(d.code, 1);
-      assert.match(lastLine(d.stderr), /^tsm: cannot revert 0005_upsert_function: no such migration file in .*; nothing was reverted$/);
+      assert.match(lastLine(d.stderr), /^tsm: cannot revert 0006_harden_upsert_function: no such migration file in .*; nothing was reverted$/);
     } finally {
-      renameSync(join(dir, '.0005_upsert_function.js.bak'), join(dir, '0005_upsert_function.js'));
+      renameSync(join(dir, '.0006_harden_upsert_function.js.bak'), join(dir, '0006_harden_upsert_function.js'));
     }
     assert.equal((await status()).code, 0);
   });
@@ -111,24 +111,25 @@ describe('tsm migrate status and checksums', () => {
     const c = await migrate(db.url, ['create', 'add_device_column', '--migrations-dir', dir, '--json']);
     assert.equal(c.code, 0, c.stderr);
     const created = c.json();
-    assert.equal(created.name, '0006_add_device_column');
-    assert.equal(created.path, join(dir, '0006_add_device_column.ts'));
+    assert.equal(created.name, '0007_add_device_column');
+    assert.equal(created.path, join(dir, '0007_add_device_column.ts'));
     assert.equal(created.has_shipped, true);
     const text = readFileSync(created.path, 'utf8');
-    assert.match(text, /export async function up\(pgm: MigrationBuilder\): Promise<void>/);
-    assert.match(text, /export async function down\(pgm: MigrationBuilder\): Promise<void>/);
-    assert.deepEqual((await states()).at(-1), ['0006_add_device_column', 'pending']);
+    assert.match(text, /export async function up\(pgm: MigrationBuilder, \.\.\.\[ctx\]: \[MigrationContext\?\]\): Promise<void>/);
+    assert.match(text, /export async function down\(pgm: MigrationBuilder, \.\.\.\[ctx\]: \[MigrationContext\?\]\): Promise<void>/);
+    assert.doesNotMatch(text, /tsm\.schema/, 'the schema comes from the context, not a session setting');
+    assert.deepEqual((await states()).at(-1), ['0007_add_device_column', 'pending']);
     const up = await migrate(db.url, ['up', '--migrations-dir', dir, '--json']);
     assert.equal(up.code, 0, up.stderr);
-    assert.deepEqual(up.json().steps.map((s: { name: string }) => s.name), ['0006_add_device_column']);
+    assert.deepEqual(up.json().steps.map((s: { name: string }) => s.name), ['0007_add_device_column']);
     assert.equal((await status()).code, 0);
-    // Against the migrations shipped with tsm, 0006 is applied but not shipped: doctor warns.
+    // Against the migrations shipped with tsm, 0007 is applied but not shipped: doctor warns.
     const doc = await doctor(db.url);
     assert.equal(doc.check('migrations').status, 'warn');
-    assert.match(doc.check('migrations').detail, /0006_add_device_column/);
+    assert.match(doc.check('migrations').detail, /0007_add_device_column/);
 
     const next = await migrate(db.url, ['create', 'second', '--migrations-dir', dir, '--json']);
-    assert.equal(next.json().name, '0007_second');
+    assert.equal(next.json().name, '0008_second');
     const bad = await migrate(db.url, ['create', 'no spaces please', '--migrations-dir', dir]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^tsm: migration name 'no spaces please': use letters, digits/);
@@ -136,7 +137,7 @@ describe('tsm migrate status and checksums', () => {
     try {
       const h = await migrate(db.url, ['create', 'first', '--migrations-dir', join(empty, 'mig')]);
       assert.equal(h.code, 0, h.stderr);
-      assert.match(h.stdout, /created {2}.*\/mig\/0006_first\.ts\nnote: this folder does not hold tsm's own migrations/);
+      assert.match(h.stdout, /created {2}.*\/mig\/0007_first\.ts\nnote: this folder does not hold tsm's own migrations/);
     } finally {
       rmSync(empty, { recursive: true, force: true });
     }

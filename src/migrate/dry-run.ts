@@ -1,30 +1,30 @@
 /**
  * `tsm migrate up --dry-run`: the SQL each pending migration would run, and nothing changed at
- * all — no advisory lock, no schema, no tsm_migrations table (node-pg-migrate's own dryRun still
- * takes its lock and creates its table, so it is not used).
+ * all — no advisory lock, no schema, no tsm_migrations table.
  *
- * Each pending migration's `up(pgm)` runs against node-pg-migrate's own MigrationBuilder whose
- * database records instead of executing: `pgm.db.query` (the statements a migration runs
- * directly, e.g. CREATE INDEX CONCURRENTLY) and `pgm.sql` steps are collected, while
- * `pgm.db.select` (the migration's introspection) really runs, on a session where every
- * transaction is READ ONLY, so even a mistaken write would fail instead of changing anything.
+ * It plans with the real run's code: the same session type (read-only), the same plan
+ * (plan.ts: order, modified files, count), the same build of each migration (build.ts) and the
+ * same script (session.ts `scriptFor`: BEGIN, SET LOCAL, the statements, the history row,
+ * COMMIT). Only `pgm.db.query` differs: it records instead of executing (`CREATE INDEX
+ * CONCURRENTLY` is such a direct statement), while `pgm.db.select` (the migration's
+ * introspection) really runs, on a session where every transaction is READ ONLY.
  */
-import type { Client } from 'pg';
-import { quoteIdent, qualify, quoteLiteral } from '../db/ident.js';
-import type { Context } from '../cli/context.js';
-import { listMigrations, resolveDir, silentLogger } from './files.js';
-import { HISTORY_TABLE, createHistorySql, historyState, readApplied } from './history.js';
-import { loadModule, type ReadDb } from './loader.js';
-import { checkSchemaName, errorText } from './run.js';
-import { noteOf, prepareSession } from './session.js';
-import { compareStatus } from './status.js';
+import type { Statement } from './history.js';
+import { buildMigration, type BuildDb } from './build.js';
+import { migrationContext } from './context.js';
+import { listMigrations, resolveDir } from './files.js';
+import { errorText, loadFailure, loadSteps, planRun, type LoadedStep } from './plan.js';
+import { MigrateSession, scriptFor, type MigrateEnv } from './session.js';
+import { shippedChecksums } from './status.js';
 
 export interface PlannedMigration {
   name: string;
   /** Whether it runs in a transaction (with its tsm_migrations row). */
   transaction: boolean;
-  /** Statements in order, comments included (notes start with `--`). */
+  /** Statements in order, as they would be sent (the history row's values are bind parameters). */
   sql: string[];
+  /** What the migration decided, as `migrate up` would report it (data, never sent). */
+  notes: string[];
   /** Why the real run would stop here (its preflight check), or null. */
   would_stop: string | null;
 }
@@ -42,106 +42,88 @@ export interface DryRunResult {
   applied: number;
 }
 
-export async function planUp(ctx: Context, opts: { count: number | undefined; dir: string | undefined; lockTimeoutMs: number; allowModified: boolean }): Promise<DryRunResult> {
-  const schema = ctx.schema;
-  checkSchemaName(schema);
+export interface DryRunOptions {
+  count: number | undefined;
+  dir: string | undefined;
+  lockTimeoutMs: number;
+  allowModified: boolean;
+}
+
+export async function planUp(env: MigrateEnv, opts: DryRunOptions): Promise<DryRunResult> {
+  const { schema } = env;
   const dir = resolveDir(opts.dir);
   const files = await listMigrations(dir);
-  const client = await ctx.connect();
+  const shipped = await shippedChecksums();
+  const session = await MigrateSession.open(env, { lockTimeoutMs: opts.lockTimeoutMs, readOnly: true });
   try {
-    await prepareSession(client, schema, opts.lockTimeoutMs, true);
-    const h = await historyState(client, schema);
-    const applied = h.table ? await readApplied(client, schema, h.checksumColumn) : [];
-    const rows = compareStatus(files, applied);
+    const { state, applied } = await session.history();
+    const plan = planRun('up', files, applied, shipped, opts.count, dir);
     const result: DryRunResult = {
       dry_run: true,
       schema,
       migrations_dir: dir,
       setup: [],
       migrations: [],
-      refusal: null,
-      applied: rows.filter((r) => r.state === 'applied' || r.state === 'modified').length,
+      refusal: plan.refusal,
+      applied: plan.rows.filter((r) => r.state === 'applied' || r.state === 'modified').length,
     };
-    const modified = rows.filter((r) => r.state === 'modified');
-    if (modified.length > 0 && !opts.allowModified) {
-      result.refusal = `applied migrations changed since applied: ${modified.map((m) => m.name).join(', ')} (up refuses without --allow-modified)`;
+    if (result.refusal === null && plan.modified.length > 0 && !opts.allowModified) {
+      result.refusal = `applied migrations changed since applied: ${plan.modified.map((m) => m.name).join(', ')} (up refuses without --allow-modified)`;
     }
-    const pending = rows.filter((r) => r.state === 'pending').map((r) => r.name);
-    const toRun = pending.slice(0, opts.count ?? pending.length);
-    if (toRun.length === 0) return result;
+    if (plan.toRun.length === 0) return result;
 
-    if (!h.schema) result.setup.push(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
-    if (!h.table) result.setup.push('BEGIN', ...createHistorySql(schema), 'COMMIT');
-    else if (!h.checksumColumn) {
-      const t = qualify(schema, HISTORY_TABLE);
-      result.setup.push(
-        `ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS checksum text`,
-        `ALTER TABLE ${t} ALTER COLUMN checksum SET DEFAULT nullif(current_setting('tsm.checksum', true), '')`,
-      );
-    }
-    result.setup = result.setup.map(terminate);
-
-    for (const name of toRun) {
-      const file = files.find((f) => f.name === name)!;
-      result.migrations.push(await planOne(client, schema, name, file.path));
+    result.setup = session.setupSql(state).map(terminate);
+    const loaded = await loadSteps(files, plan.toRun);
+    for (const step of loaded.steps) result.migrations.push(await planOne(session, step, opts.lockTimeoutMs));
+    if (loaded.failed !== null) {
+      result.migrations.push({ name: loaded.failed.file.name, transaction: true, sql: [], notes: [], would_stop: loadFailure(loaded.failed) });
     }
     const stop = result.migrations.find((m) => m.would_stop !== null);
     if (stop && result.refusal === null) result.refusal = `${stop.name}: ${stop.would_stop}`;
     return result;
   } finally {
-    await client.end().catch(() => {});
+    await session.close();
   }
 }
 
-/** A statement as it would be sent, `;`-terminated; a note as a plain `-- …` line. */
+/** A statement as it would be sent, `;`-terminated; bind parameters said in a comment. */
 function terminate(sql: string): string {
   const t = sql.trimEnd();
-  const note = noteOf(t);
-  if (note !== null) return `-- ${note}`;
   return t.endsWith(';') ? t : t + ';';
 }
 
-async function planOne(client: Client, schema: string, name: string, path: string): Promise<PlannedMigration> {
-  const planned: PlannedMigration = { name, transaction: true, sql: [], would_stop: null };
-  const read: ReadDb = { select: async (sql, values) => (await client.query(sql, values as unknown[])).rows };
-  let mod;
-  try {
-    mod = await loadModule(path);
-  } catch (err) {
-    planned.would_stop = `cannot load ${path}: ${errorText(err)}`;
-    return planned;
-  }
+function show(s: Statement): string {
+  if (s.values.length === 0) return terminate(s.text);
+  return `${terminate(s.text)}   -- bind parameters: ${s.values.length === 2 ? '$1 = the migration\'s name, $2 = the SHA-256 of its file' : "$1 = the migration's name"}`;
+}
+
+async function planOne(session: MigrateSession, step: LoadedStep, lockTimeoutMs: number): Promise<PlannedMigration> {
+  const { file, mod } = step;
+  const planned: PlannedMigration = { name: file.name, transaction: true, sql: [], notes: [], would_stop: null };
+  const read = session.readDb();
   if (typeof mod.preflight === 'function') {
     try {
-      await mod.preflight(read, schema);
+      await mod.preflight(read, session.schema, migrationContext(session.schema, []));
     } catch (err) {
       planned.would_stop = errorText(err);
       return planned;
     }
   }
-  if (typeof mod.up !== 'function') {
-    planned.would_stop = `${path} exports no up(pgm) function`;
-    return planned;
-  }
   const direct: string[] = [];
-  const recordingDb = {
-    query: async (text: unknown) => {
-      direct.push(typeof text === 'string' ? text : String((text as { text?: unknown })?.text ?? text));
+  const recording: BuildDb = {
+    query: async (text) => {
+      direct.push(String(text));
       return { rows: [], rowCount: 0, command: null, fields: [] };
     },
     select: read.select,
   };
-  const { MigrationBuilder } = await import('node-pg-migrate');
-  const pgm = new MigrationBuilder(recordingDb as never, mod.shorthands as never, false, silentLogger);
   try {
-    await mod.up(pgm);
+    const built = await buildMigration(mod, 'up', file.name, recording, migrationContext(session.schema, planned.notes), step.shorthands);
+    planned.transaction = built.transaction;
+    // Direct statements run while the migration is built, before its transaction.
+    planned.sql = [...direct.map(terminate), ...scriptFor(session.schema, built, 'up', file, lockTimeoutMs).map(show)];
   } catch (err) {
     planned.would_stop = errorText(err);
-    return planned;
   }
-  planned.transaction = pgm.isUsingTransaction();
-  const body = [...direct, ...pgm.getSqlSteps()].map(terminate);
-  const mark = `INSERT INTO ${qualify(schema, HISTORY_TABLE)} (name, run_on) VALUES (${quoteLiteral(name)}, NOW());   -- checksum recorded by its column default`;
-  planned.sql = planned.transaction ? ['BEGIN;', ...body, mark, 'COMMIT;'] : [...body, mark];
   return planned;
 }

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { controlCharacter } from '../db/ident.js';
 import { FailError } from '../errors.js';
 
 /** dist/src/migrate/files.js → dist/migrations/ (and src/migrate/files.ts → migrations/ when run from source). */
@@ -57,6 +58,11 @@ export async function listMigrations(dir: string): Promise<MigrationFile[]> {
   const seen = new Map<string, string>();
   for (const path of paths) {
     const name = basename(path, extname(path));
+    // A name is data (a bind parameter in tsm_migrations), but one that could break a line of
+    // output, or that the history column cannot hold, is refused outright.
+    const cc = controlCharacter(name);
+    if (cc !== null) throw new FailError(`migration file ${JSON.stringify(basename(path))} in ${dir}: its name contains a control character (${cc}); rename it`);
+    if (name.length > 255) throw new FailError(`migration file ${basename(path).slice(0, 40)}… in ${dir}: its name is longer than 255 characters; rename it`);
     const other = seen.get(name);
     if (other !== undefined) {
       throw new FailError(`two migration files share the name ${name}: ${basename(other)} and ${basename(path)}`);

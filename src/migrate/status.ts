@@ -4,7 +4,8 @@
  * Read-only: catalog lookups and one SELECT on the history table.
  */
 import type { Client } from 'pg';
-import { listMigrations, resolveDir, type MigrationFile } from './files.js';
+import { earlierRelease } from './earlier.js';
+import { SHIPPED_DIR, listMigrations, resolveDir, type MigrationFile } from './files.js';
 import { historyState, readApplied, type AppliedRow } from './history.js';
 
 export type MigrationState = 'applied' | 'pending' | 'modified' | 'missing';
@@ -18,6 +19,11 @@ export interface MigrationRow {
   applied_checksum?: string | null;
   /** SHA-256 of the file now (null: missing). */
   checksum?: string | null;
+  /**
+   * Applied by an earlier tsm release whose copy of this shipped migration differed (its checksum
+   * is one that release recorded, see earlier.ts): the release, e.g. "tsm 0.1.0 (build 897b880)".
+   */
+  applied_by_earlier?: string;
 }
 
 export interface MigrationStatus {
@@ -26,14 +32,24 @@ export interface MigrationStatus {
   migrations: MigrationRow[];
 }
 
-/** Files and history side by side: file order first, then applied names that have no file. */
-export function compareStatus(files: MigrationFile[], applied: AppliedRow[]): MigrationRow[] {
+/**
+ * Files and history side by side: file order first, then applied names that have no file.
+ * `shipped` (name → checksum of the file shipped with this tsm) enables the earlier-release
+ * checksums: a file that is this tsm's shipped file, recorded with an earlier release's checksum
+ * of it, is applied, not modified.
+ */
+export function compareStatus(files: MigrationFile[], applied: AppliedRow[], shipped: ReadonlyMap<string, string> = new Map()): MigrationRow[] {
   const byName = new Map(applied.map((a) => [a.name, a]));
   const rows: MigrationRow[] = files.map((f) => {
     const a = byName.get(f.name);
     if (!a) return { name: f.name, state: 'pending', applied_at: null, applied_checksum: null, checksum: f.checksum };
-    const modified = a.checksum !== null && a.checksum !== f.checksum;
-    return { name: f.name, state: modified ? 'modified' : 'applied', applied_at: a.run_on, applied_checksum: a.checksum, checksum: f.checksum };
+    const row: MigrationRow = { name: f.name, state: 'applied', applied_at: a.run_on, applied_checksum: a.checksum, checksum: f.checksum };
+    if (a.checksum !== null && a.checksum !== f.checksum) {
+      const earlier = shipped.get(f.name) === f.checksum ? earlierRelease(f.name, a.checksum) : null;
+      if (earlier === null) row.state = 'modified';
+      else row.applied_by_earlier = earlier;
+    }
+    return row;
   });
   const fileNames = new Set(files.map((f) => f.name));
   for (const a of applied) {
@@ -44,9 +60,17 @@ export function compareStatus(files: MigrationFile[], applied: AppliedRow[]): Mi
   return rows;
 }
 
+let shippedCache: Promise<ReadonlyMap<string, string>> | undefined;
+
+/** name → checksum of the migrations shipped with this tsm. */
+export function shippedChecksums(): Promise<ReadonlyMap<string, string>> {
+  shippedCache ??= listMigrations(SHIPPED_DIR).then((files) => new Map(files.map((f) => [f.name, f.checksum])));
+  return shippedCache;
+}
+
 export async function migrationStatus(client: Client, schema: string, dir?: string): Promise<MigrationStatus> {
   const files = await listMigrations(resolveDir(dir));
   const h = await historyState(client, schema);
   const applied = h.table ? await readApplied(client, schema, h.checksumColumn) : [];
-  return { table: h.table, migrations: compareStatus(files, applied) };
+  return { table: h.table, migrations: compareStatus(files, applied, await shippedChecksums()) };
 }

@@ -22,6 +22,9 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Called with the child right after spawn (e.g. to kill it mid-run). */
   onSpawn?: (child: ReturnType<typeof spawn>) => void;
+  /** Run as another OS user (root only), e.g. `postgres` for peer authentication on a socket. */
+  uid?: number;
+  gid?: number;
 }
 
 /** Environment without any database settings of the machine, so tests are explicit. */
@@ -45,7 +48,8 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS
  */
 export function runTsm(args: string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const as = opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid ?? opts.uid } : {};
+    const child = spawn(process.execPath, [BIN, ...args], { ...as, env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -21,14 +21,19 @@ CREATE TABLE ${s}.telegram_sessions (
 );`;
 }
 
-/** The race-free upsert function of the fixed schema (the same body tsm's migration installs). */
+/**
+ * The race-free upsert function of the fixed schema, written by hand: the behaviour tsm's
+ * migrations install, hardened the way doctor expects (SECURITY INVOKER, search_path pinned to
+ * pg_catalog, pg_temp, the table qualified). `=` needs no OPERATOR() here: with that search_path
+ * only pg_catalog's operators are visible. (tsm's 0006 qualifies them all the same.)
+ */
 export function fixedFunction(schema = 'public'): string {
   const s = q(schema);
   return `
 CREATE OR REPLACE FUNCTION ${s}.upsert_telegram_session(
   p_tenant_id varchar, p_user_id varchar, p_session_string_enc text, p_key_id varchar,
   p_status varchar DEFAULT 'pending', p_auth_error text DEFAULT NULL, p_error_details text DEFAULT NULL
-) RETURNS uuid LANGUAGE plpgsql AS $fn$
+) RETURNS uuid LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE v_id uuid;
 BEGIN
   IF p_user_id IS NULL THEN

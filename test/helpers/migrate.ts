@@ -8,7 +8,11 @@ export const SHIPPED = [
   '0003_diagnostic_columns',
   '0004_user_id_unique_index',
   '0005_upsert_function',
+  '0006_harden_upsert_function',
 ];
+
+/** A quoted identifier (test-side copy of src/db/ident.ts, so helpers never depend on the code under test). */
+export const qi = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
 
 /** `tsm migrate <args…> -d <url>` */
 export function migrate(url: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -17,9 +21,9 @@ export function migrate(url: string, args: string[], opts: RunOptions = {}): Pro
 
 /** Names in <schema>.tsm_migrations, in applied order ([] when the table does not exist). */
 export async function history(db: TestDatabase, schema = 'public'): Promise<string[]> {
-  const t = await db.sql(`SELECT to_regclass($1) IS NOT NULL AS ok`, [`"${schema}".tsm_migrations`]);
+  const t = await db.sql(`SELECT to_regclass($1) IS NOT NULL AS ok`, [`${qi(schema)}.tsm_migrations`]);
   if (!t.rows[0].ok) return [];
-  return (await db.sql(`SELECT name FROM "${schema}".tsm_migrations ORDER BY run_on, id`)).rows.map((r) => r.name);
+  return (await db.sql(`SELECT name FROM ${qi(schema)}.tsm_migrations ORDER BY run_on, id`)).rows.map((r) => r.name);
 }
 
 export interface IndexInfo {
@@ -35,14 +39,14 @@ export async function indexesOf(db: TestDatabase, schema = 'public'): Promise<In
     `SELECT ic.relname AS name, i.indisvalid AS valid, i.indisunique AS unique, ic.oid::int AS oid, pg_get_indexdef(i.indexrelid) AS def
        FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
       WHERE i.indrelid = to_regclass($1) ORDER BY ic.relname`,
-    [`"${schema}".telegram_sessions`],
+    [`${qi(schema)}.telegram_sessions`],
   );
   return r.rows as IndexInfo[];
 }
 
 /** Every row of the table as text, in id order: compares rows byte for byte. */
 export async function rowsText(db: TestDatabase, schema = 'public'): Promise<string[]> {
-  return (await db.sql(`SELECT t::text AS r FROM "${schema}".telegram_sessions t ORDER BY id`)).rows.map((r) => r.r);
+  return (await db.sql(`SELECT t::text AS r FROM ${qi(schema)}.telegram_sessions t ORDER BY id`)).rows.map((r) => r.r);
 }
 
 /**
@@ -51,7 +55,7 @@ export async function rowsText(db: TestDatabase, schema = 'public'): Promise<str
  */
 export async function seed(db: TestDatabase, schema: string, n: number, dupUsers = 0, tenant = 't-1'): Promise<void> {
   await db.sql(
-    `INSERT INTO "${schema}".telegram_sessions (tenant_id, user_id, session_string_enc, key_id, status)
+    `INSERT INTO ${qi(schema)}.telegram_sessions (tenant_id, user_id, session_string_enc, key_id, status)
      SELECT $1, 'u-' || g, repeat(md5(g::text), 25), 'k1', 'active' FROM generate_series(1, $2::int) g
      UNION ALL
      SELECT $1, 'u-' || g, repeat(md5('dup' || g), 25), 'k1', 'active' FROM generate_series(1, $3::int) g`,
@@ -110,4 +114,66 @@ export function stderrWatcher(): { onSpawn: RunOptions['onSpawn']; until(pred: (
         waiters.push({ pred, resolve: () => (clearTimeout(timer), resolve()) });
       }),
   };
+}
+
+/**
+ * Every user object of the database by name (schemas, relations with their kind, columns,
+ * constraints (not PostgreSQL 18's NOT NULL entries, which follow the columns), functions with
+ * their arguments, operators, types), one readable string each, sorted:
+ * `objectDiff(before, after)` then says exactly what a command created or dropped.
+ */
+export async function userObjects(db: TestDatabase): Promise<string[]> {
+  const user = `n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'`;
+  const r = await db.sql(
+    `SELECT 'schema ' || n.nspname AS o FROM pg_namespace n WHERE ${user}
+     UNION ALL SELECT 'relation(' || c.relkind::text || ') ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${user}
+     UNION ALL SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${user} AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+     UNION ALL SELECT 'constraint ' || n.nspname || '.' || co.conname FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace WHERE ${user} AND co.contype <> 'n'
+     UNION ALL SELECT 'function ' || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' FROM pg_proc p
+                 JOIN pg_namespace n ON n.oid = p.pronamespace WHERE ${user}
+     UNION ALL SELECT 'operator ' || n.nspname || '.' || o.oprname || '(' || format_type(o.oprleft, NULL) || ', ' || format_type(o.oprright, NULL) || ')'
+                 FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE ${user}
+     UNION ALL SELECT 'type ' || n.nspname || '.' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                 WHERE ${user} AND t.typtype NOT IN ('c') AND t.typelem = 0 AND t.typrelid = 0
+     ORDER BY 1`,
+  );
+  return r.rows.map((x) => x.o as string);
+}
+
+export function objectDiff(before: string[], after: string[]): { added: string[]; removed: string[] } {
+  const b = new Set(before);
+  const a = new Set(after);
+  return { added: after.filter((o) => !b.has(o)), removed: before.filter((o) => !a.has(o)) };
+}
+
+/** Relations and functions whose name starts with "pwned" (what an injected statement would create). */
+export async function pwned(db: TestDatabase): Promise<string[]> {
+  const r = await db.sql(
+    `SELECT n.nspname || '.' || c.relname AS o FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname LIKE 'pwned%'
+     UNION ALL SELECT n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proname LIKE 'pwned%'
+     ORDER BY 1`,
+  );
+  return r.rows.map((x) => x.o as string);
+}
+
+/** What `up` adds to a schema whose table exists (pre-fix): history table, columns, index, functions. */
+export function upAdds(schema: string, opts: { index?: boolean; columns?: boolean } = {}): string[] {
+  const out = [
+    `column ${schema}.tsm_migrations.checksum`,
+    `column ${schema}.tsm_migrations.id`,
+    `column ${schema}.tsm_migrations.name`,
+    `column ${schema}.tsm_migrations.run_on`,
+    `constraint ${schema}.tsm_migrations_name_unique`,
+    `constraint ${schema}.tsm_migrations_pkey`,
+    `function ${schema}.upsert_telegram_session(p_tenant_id character varying, p_user_id bigint, p_session_string_enc text, p_key_id character varying, p_status character varying, p_auth_error text, p_error_details text)`,
+    `function ${schema}.upsert_telegram_session(p_tenant_id character varying, p_user_id character varying, p_session_string_enc text, p_key_id character varying, p_status character varying, p_auth_error text, p_error_details text)`,
+    `relation(S) ${schema}.tsm_migrations_id_seq`,
+    `relation(i) ${schema}.tsm_migrations_name_unique`,
+    `relation(i) ${schema}.tsm_migrations_pkey`,
+    `relation(r) ${schema}.tsm_migrations`,
+  ];
+  if (opts.columns !== false) out.push(`column ${schema}.telegram_sessions.auth_error`, `column ${schema}.telegram_sessions.error_details`);
+  if (opts.index !== false) out.push(`relation(i) ${schema}.telegram_sessions_user_id_unique`);
+  return out.sort();
 }

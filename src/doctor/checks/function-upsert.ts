@@ -1,5 +1,5 @@
 import type { CatalogCheck, Outcome, Row } from '../types.js';
-import { FUNCTION, plural, remedyText, stripSqlComments, tsmCommand } from '../util.js';
+import { FUNCTION, plural, remedyText, tsmCommand } from '../util.js';
 
 /** upsert_telegram_session(p_tenant_id varchar, p_user_id varchar, p_session_string_enc text, p_key_id varchar,
  *  p_status varchar, p_auth_error text, p_error_details text) RETURNS uuid */
@@ -13,9 +13,55 @@ export const EXPECTED_ARGS = [
   'text',
 ];
 
+/**
+ * `sql` without its comments (`--` to the end of the line, nested block comments), leaving
+ * string literals, quoted identifiers and dollar-quoted strings whole: a schema or table named
+ * `a -- b` inside the body does not hide the rest of its line.
+ */
+export function withoutComments(sql: string): string {
+  let out = '';
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i]!;
+    const n = sql[i + 1];
+    if (c === '-' && n === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end;
+      out += ' ';
+    } else if (c === '/' && n === '*') {
+      let depth = 1;
+      i += 2;
+      while (i < sql.length && depth > 0) {
+        const pair = sql.slice(i, i + 2);
+        if (pair === '/*') depth++;
+        else if (pair === '*/') depth--;
+        i += pair === '/*' || pair === '*/' ? 2 : 1;
+      }
+      out += ' ';
+    } else if (c === "'" || c === '"') {
+      let j = i + 1;
+      while (j < sql.length && !(sql[j] === c && sql[j + 1] !== c)) j += sql[j] === c ? 2 : 1;
+      out += sql.slice(i, j + 1);
+      i = j + 1;
+    } else {
+      const tag = c === '$' ? /^\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$/.exec(sql.slice(i))?.[0] : undefined;
+      if (tag !== undefined) {
+        const end = sql.indexOf(tag, i + tag.length);
+        const stop = end < 0 ? sql.length : end + tag.length;
+        out += sql.slice(i, stop);
+        i = stop;
+      } else {
+        out += c;
+        i++;
+      }
+    }
+  }
+  return out;
+}
+
 /** What the body does, judged from its text (comments removed). */
 export function judgeBody(rawBody: string): Outcome {
-  const body = stripSqlComments(rawBody);
+  const body = withoutComments(rawBody);
   const onConflict = /\bON\s+CONFLICT\b/i.test(body);
   const inserts = /\bINSERT\s+INTO\b/i.test(body);
   const updates = /\bUPDATE\s+(?!SET\b)[\w".]+\s+(AS\s+\w+\s+)?SET\b/i.test(body);
@@ -49,10 +95,49 @@ export function judgeBody(rawBody: string): Outcome {
   return { status: 'warn', detail: 'the body has no INSERT … ON CONFLICT (user_id): cannot confirm it is race-free' };
 }
 
-function sameArgs(r: Row): boolean {
+/** The integer-user-id overload tsm installs (0006): p_user_id bigint, calling the text version. */
+export const INTEGER_ARGS = EXPECTED_ARGS.map((t, i) => (i === 1 ? 'bigint' : t));
+
+function hasArgs(r: Row, expected: string[]): boolean {
   const args = (r.arg_types ?? []) as string[];
-  return args.length === EXPECTED_ARGS.length && args.every((t, i) => t === EXPECTED_ARGS[i]);
+  return args.length === expected.length && args.every((t, i) => t === expected[i]);
 }
+
+/** tsm's bigint overload: same shape with p_user_id bigint, returns uuid, and delegates to the function. */
+function isIntegerOverload(r: Row): boolean {
+  return hasArgs(r, INTEGER_ARGS) && r.kind === 'f' && r.returns === 'uuid' && /\bupsert_telegram_session"?\s*\(/i.test(withoutComments(String(r.body ?? '')));
+}
+
+/**
+ * Why a function can be hijacked or misused, or null: SECURITY DEFINER runs it with its owner's
+ * rights; without `SET search_path` (to pg_catalog and pg_temp, pg_temp last) the caller's
+ * search_path is in force inside it, so an object planted in a schema on that path (a
+ * `=(varchar, varchar)` operator in public, say) can run as the caller.
+ */
+export function hardeningProblems(r: Row): string[] {
+  const problems: string[] = [];
+  if (r.security_definer === true) problems.push('SECURITY DEFINER (runs with its owner\'s rights; tsm\'s is SECURITY INVOKER)');
+  const config = Array.isArray(r.config) ? (r.config as unknown[]).map(String) : [];
+  const setting = config.find((c) => c.toLowerCase().startsWith('search_path='));
+  if (setting === undefined) {
+    problems.push("search_path not pinned (objects in a schema on the caller's search_path can run inside it)");
+  } else {
+    const path = setting
+      .slice('search_path='.length)
+      .split(',')
+      .map((x) => x.trim().replace(/^"(.*)"$/, '$1'))
+      .filter((x) => x !== '');
+    const unsafe = path.filter((x) => x !== 'pg_catalog' && x !== 'pg_temp');
+    const tempNotLast = path.includes('pg_temp') && path[path.length - 1] !== 'pg_temp';
+    if (unsafe.length > 0 || tempNotLast) {
+      problems.push(`search_path pinned to ${setting.slice('search_path='.length)}, not pg_catalog, pg_temp (whoever can create objects there can run code inside it)`);
+    }
+  }
+  return problems;
+}
+
+const HARDEN_SQL = (signature: string): string =>
+  `ALTER FUNCTION ${signature} SECURITY INVOKER SET search_path = pg_catalog, pg_temp;   -- only once every table and operator in its body is schema-qualified`;
 
 export const functionUpsert: CatalogCheck = {
   id: 'function.upsert',
@@ -63,11 +148,16 @@ export const functionUpsert: CatalogCheck = {
   looksAt:
     `pg_proc: ${FUNCTION} in the schema, its argument types (varchar, varchar, text, varchar, varchar, ` +
     'text, text), its return type (uuid) and its body: INSERT … ON CONFLICT (user_id) with a tenant_id ' +
-    'guard is race-free; an UPDATE-then-INSERT body is not.',
+    'guard is race-free; an UPDATE-then-INSERT body is not. Also SECURITY DEFINER (prosecdef) and whether ' +
+    'search_path is pinned to pg_catalog, pg_temp (proconfig), for the function and for the overload taking ' +
+    'p_user_id bigint that tsm adds for integer user ids (it calls the varchar version). Any other overload is reported.',
   why:
     'Applications save sessions through this function. Missing (or with another signature), every call fails ' +
     'with 42883. An UPDATE-then-INSERT body (the incident write-up\'s first fix) races: two concurrent first ' +
-    'saves for one user both find nothing to update and both insert.',
+    'saves for one user both find nothing to update and both insert. Without a pinned search_path, the ' +
+    "caller's search_path is in force inside the function: a role that may create objects in a schema on it " +
+    '(public before PostgreSQL 15) can plant an operator that then runs as the application; SECURITY DEFINER ' +
+    "would run the body with the owner's rights. Other overloads can make calls that rely on defaults ambiguous (42725).",
   sql: `SELECT p.oid::regprocedure::text                          AS signature,
        array(SELECT pg_catalog.format_type(t.oid, NULL)
                FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(oid, ord)
@@ -76,6 +166,8 @@ export const functionUpsert: CatalogCheck = {
        pg_catalog.pg_get_function_result(p.oid)            AS returns,
        l.lanname::text                                     AS language,
        p.prokind::text                                     AS kind,
+       p.prosecdef                                         AS security_definer,
+       p.proconfig::text[]                                 AS config,
        CASE WHEN p.prosrc <> '' THEN p.prosrc
             ELSE pg_catalog.pg_get_functiondef(p.oid) END  AS body
   FROM pg_catalog.pg_proc p
@@ -83,9 +175,9 @@ export const functionUpsert: CatalogCheck = {
   JOIN pg_catalog.pg_language l  ON l.oid = p.prolang
  WHERE n.nspname = $1::text AND p.proname = '${FUNCTION}'
  ORDER BY p.oid`,
-  evaluate(rows) {
+  evaluate(rows, env) {
     if (rows.length === 0) return { status: 'fail', detail: `${FUNCTION} does not exist` };
-    const match = rows.find((r) => sameArgs(r) && r.kind === 'f');
+    const match = rows.find((r) => hasArgs(r, EXPECTED_ARGS) && r.kind === 'f');
     if (!match) {
       return {
         status: 'fail',
@@ -94,14 +186,28 @@ export const functionUpsert: CatalogCheck = {
     }
     if (match.returns !== 'uuid') return { status: 'fail', detail: `returns ${match.returns}, not uuid` };
     const verdict = judgeBody(String(match.body ?? ''));
-    if (rows.length > 1 && verdict.status === 'ok') {
+    const integer = rows.find((r) => r !== match && isIntegerOverload(r));
+    const others = rows.filter((r) => r !== match && r !== integer);
+    if (others.length > 0 && verdict.status === 'ok') {
+      const shown = [match, ...others];
       return {
         status: 'warn',
-        detail: `${plural(rows.length, 'overload')}: calls that rely on defaults may be ambiguous (42725); ${rows.map((r) => r.signature).join(', ')}`,
-        remedy: remedyText([], rows.filter((r) => r !== match).map((r) => `DROP FUNCTION ${r.signature};   -- after checking nothing calls it`)),
+        detail: `${plural(shown.length, 'overload')}: calls that rely on defaults may be ambiguous (42725); ${shown.map((r) => r.signature).join(', ')}`,
+        remedy: remedyText([], others.map((r) => `DROP FUNCTION ${r.signature};   -- after checking nothing calls it`)),
       };
     }
-    return verdict;
+    const unsafe = [match, ...(integer ? [integer] : [])].flatMap((r) => {
+      const problems = hardeningProblems(r);
+      return problems.length === 0 ? [] : [{ r, problems }];
+    });
+    if (unsafe.length === 0) return verdict;
+    const hardening = unsafe.map((u) => `${u.r === match ? '' : `${u.r.signature}: `}${u.problems.join('; ')}`).join('; ');
+    const remedy = remedyText(
+      [`${tsmCommand(env, 'migrate up')}   (installs the hardened function: SECURITY INVOKER, search_path pinned, names qualified)`],
+      unsafe.map((u) => HARDEN_SQL(String(u.r.signature))),
+    );
+    if (verdict.status === 'ok') return { status: 'warn', detail: hardening, remedy };
+    return { ...verdict, detail: `${verdict.detail}; also ${hardening}` };
   },
   remedy: (env) =>
     remedyText([

@@ -1,12 +1,14 @@
 /** Human output of the migrate commands (the JSON documents are the result objects themselves). */
 import type { ChalkInstance } from 'chalk';
-import { paintStatus } from '../../../report/style.js';
-import { renderTable } from '../../../report/table.js';
+import { shownName } from '../../../db/ident.js';
+import { oneLine } from '../../../migrate/context.js';
 import type { DryRunResult } from '../../../migrate/dry-run.js';
 import { fmtMs } from '../../../migrate/lock.js';
 import { RETRY } from '../../../migrate/retry.js';
 import type { RunResult } from '../../../migrate/run.js';
 import type { MigrationRow } from '../../../migrate/status.js';
+import { paintStatus } from '../../../report/style.js';
+import { renderTable } from '../../../report/table.js';
 
 export function header(command: string, database: string, schema: string, extra = ''): string {
   return `tsm ${command}  ${database}  ·  schema ${schema}${extra}`;
@@ -23,7 +25,7 @@ export function renderRun(r: RunResult, style: ChalkInstance, database: string):
   for (const s of r.steps) {
     const extra = s.attempts > 1 ? `, ${s.attempts} attempts` : '';
     out.push(`${style.green(verb)}  ${s.name}  (${fmtMs(s.ms)}${extra})`);
-    for (const n of s.notes) out.push(`          ${style.gray(n)}`);
+    for (const n of s.notes) out.push(`          ${style.gray(oneLine(n))}`);
   }
   for (const w of r.warnings) out.push(`${paintStatus(style, 'warn')}: ${w}`);
   if (r.direction === 'up') {
@@ -54,7 +56,13 @@ export function renderDryRun(r: DryRunResult, database: string, lockTimeoutMs: n
       out.push('', `-- ${m.name}`, `-- would stop here: ${m.would_stop}`);
       continue;
     }
-    out.push('', `-- ${m.name} (${m.transaction ? 'one transaction, with its tsm_migrations row' : 'no transaction: each statement alone'})`, ...m.sql);
+    out.push(
+      '',
+      `-- ${m.name} (${m.transaction ? 'one transaction, with its tsm_migrations row' : 'no transaction: each statement alone'})`,
+      // Notes are tsm's own comments (never sent); one line each, whatever names they quote.
+      ...m.notes.map((n) => `-- ${oneLine(n)}`),
+      ...m.sql,
+    );
   }
   if (r.migrations.length > 1) {
     out.push('', '-- each migration was planned against the database as it is now; one that follows another pending migration may plan differently once that one has run');
@@ -81,7 +89,12 @@ export function renderStatus(s: StatusView, style: ChalkInstance, database: stri
   };
   const when = (iso: string | null): string => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : '');
   out.push(renderTable(['migration', 'state', 'applied at'], s.migrations.map((m) => [m.name, paint(m.state), when(m.applied_at)]), undefined, { compact: true }));
-  if (!s.table) out.push(`no ${s.schema}.tsm_migrations table: tsm has not migrated this schema yet`);
+  const earlier = s.migrations.filter((m) => m.applied_by_earlier !== undefined);
+  if (earlier.length > 0) {
+    const releases = [...new Set(earlier.map((m) => m.applied_by_earlier))].join(', ');
+    out.push(`${earlier.map((m) => m.name).join(', ')}: applied by an earlier tsm (${releases}); this tsm ships a newer copy of the same migration, nothing to do`);
+  }
+  if (!s.table) out.push(`no ${shownName(s.schema)}.tsm_migrations table: tsm has not migrated this schema yet`);
   const parts = (['applied', 'pending', 'modified', 'missing'] as const).filter((k) => s.summary[k] > 0).map((k) => `${s.summary[k]} ${k}`);
   if (s.up_to_date) {
     out.push(`${paintStatus(style, 'ok')}: up to date (${parts.join(', ') || 'no migrations'})`);

@@ -1,0 +1,68 @@
+/**
+ * What a migration gets from tsm besides node-pg-migrate's MigrationBuilder, and what it may export.
+ *
+ * A migration's decisions ("an equivalent index exists: nothing to build") are data: it calls
+ * `ctx.note(text)` and tsm shows the text (stderr, the human summary, `--json` `steps[].notes`).
+ * Nothing a migration notes is ever sent to the server. The target schema is `ctx.schema`, kept
+ * in tsm's process (no session setting).
+ *
+ * Declare the context as a rest parameter so plain node-pg-migrate can still run a copied file
+ * (it treats `up.length === 2` as the old callback style):
+ *
+ *   export async function up(pgm: MigrationBuilder, ...[ctx]: [MigrationContext?]): Promise<void>
+ *
+ * Without a context (plain node-pg-migrate) a migration falls back to `current_schema()` and
+ * drops its notes.
+ */
+import type { MigrationBuilder } from 'node-pg-migrate';
+import { tsmCommand } from '../report/shell.js';
+
+/** The read side of a connection, as migrations see it (`pgm.db.select`): rows to narrow. */
+export interface ReadDb {
+  select(sql: string, values?: unknown[]): Promise<Record<string, unknown>[]>;
+}
+
+export interface MigrationContext {
+  /** The target schema, unquoted (as given to --schema). Quote it wherever it reaches SQL. */
+  readonly schema: string;
+  /** Records a decision for the user. Data only: never sent to the server. */
+  note(text: string): void;
+  /** A tsm command line to suggest, e.g. command('dedupe') → `tsm dedupe --schema 'it'\''s'`. */
+  command(args: string): string;
+}
+
+export type MigrationAction = (pgm: MigrationBuilder, ...rest: [MigrationContext?]) => Promise<void> | void;
+
+/** What a migration module may export. `preflight` is tsm's addition; node-pg-migrate ignores it. */
+export interface MigrationModule {
+  up?: MigrationAction | false;
+  down?: MigrationAction | false;
+  shorthands?: Record<string, unknown>;
+  /** Read-only: throws (with a message for the user) when `up` could not succeed in the current state. */
+  preflight?: (db: ReadDb, schema: string, ctx?: MigrationContext) => Promise<void>;
+}
+
+/** A context whose notes land in `notes`. */
+export function migrationContext(schema: string, notes: string[]): MigrationContext {
+  return {
+    schema,
+    note: (text: string) => {
+      notes.push(String(text));
+    },
+    command: (args: string) => tsmCommand(schema, args),
+  };
+}
+
+/**
+ * A note or message as one safe line for a terminal or an SQL comment: control characters
+ * (newlines included) are shown escaped, so catalog text can neither start a new SQL line in
+ * `--dry-run` output nor move the cursor of a terminal.
+ */
+export function oneLine(text: string): string {
+  return text.replace(/\p{Cc}/gu, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    return `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`;
+  });
+}

@@ -32,7 +32,7 @@ let url = process.env.TSM_TEST_DATABASE_URL;
 if (url) {
   console.error(`run-tests: using TSM_TEST_DATABASE_URL (${url.replace(/:\/\/([^:@/]*):[^@]*@/, '://$1:***@')})`);
 } else {
-  const { startEmbedded } = await import(join(root, 'dist', 'src', 'embedded.js'));
+  const { startEmbedded } = await import(join(root, 'dist', 'src', 'cli', 'commands', 'demo', 'embedded.js'));
   server = await startEmbedded({ onProgress: (l) => console.error(`run-tests: ${l}`) });
   url = server.url;
 }

@@ -1,4 +1,4 @@
-/** Typed errors, mapped to exit codes in one place (src/cli.ts). */
+/** Typed errors, mapped to exit codes in one place (src/cli/main.ts). */
 export const EXIT = { ok: 0, failed: 1, usage: 2, connect: 3 } as const;
 
 export class TsmError extends Error {

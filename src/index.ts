@@ -1,6 +1,9 @@
-/** The library: what applications call instead of hand-written SQL. */
+/**
+ * The library: what applications call instead of hand-written SQL. Exports only: importing it runs
+ * nothing and loads no CLI code (no commander, chalk or cli-table3); see docs/architecture.md.
+ */
 export { classifyError, type Classified, type ErrorCode } from './db/classify.js';
-export { maskUrl } from './config.js';
+export { maskUrl } from './db/conninfo.js';
 export {
   SessionStore,
   validateSaveInput,
@@ -13,9 +16,9 @@ export {
   type SessionStoreOptions,
   type RetryOptions,
   type Via,
-} from './sessions/store.js';
-export { createSessionMetrics, METRIC, DURATION_BUCKETS, type SessionMetrics, type SaveStatus } from './sessions/metrics.js';
-export { makeSessionString, shortHash } from './sessions/session-string.js';
+} from './store/store.js';
+export { createSessionMetrics, METRIC, DURATION_BUCKETS, type SessionMetrics, type SaveStatus } from './store/metrics.js';
+export { makeSessionString, shortHash } from './store/session-string.js';
 export {
   runDoctor,
   exitCodeFor,

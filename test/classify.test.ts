@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { classifyError, type ErrorCode } from '../src/db/classify.js';
-import { freePort } from '../src/embedded.js';
+import { freePort } from '../src/cli/commands/demo/embedded.js';
 import { asAdmin, createTestDatabase } from './helpers/db.js';
 import { rejection, settle, waitFor } from './helpers/wait.js';
 

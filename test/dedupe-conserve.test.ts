@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { freePort } from '../src/embedded.js';
+import type { DedupeReport } from '../src/dedupe/engine.js';
+import { freePort } from '../src/cli/commands/demo/embedded.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
 import { preFixSchema } from './helpers/fixtures.js';
@@ -34,7 +35,7 @@ SELECT 'tenant-x', CASE WHEN g <= 99 THEN NULL ELSE 'single-' || g END, md5(g::t
 CREATE TABLE ${s}.orig AS SELECT * FROM ${s}.telegram_sessions;`;
 }
 
-async function one<T = any>(sql: string): Promise<T> {
+async function one<T = Record<string, unknown>>(sql: string): Promise<T> {
   return (await db.sql(sql)).rows[0] as T;
 }
 
@@ -49,7 +50,7 @@ describe('tsm dedupe: conservation and idempotence', () => {
 
     const r = await dedupe(['--json', '--batch-size', '120']);
     assert.equal(r.code, 0, r.stderr);
-    const j = r.json();
+    const j = r.json<DedupeReport>();
     assert.deepEqual(j.before, { rows: 10_000, duplicate_users: 500, excess_rows: 1001, archive_rows: 0 });
     assert.deepEqual(j.after, { rows: 8999, duplicate_users: 0, excess_rows: 0, archive_rows: 1001 });
     assert.equal(j.archived, 1001);
@@ -81,7 +82,7 @@ describe('tsm dedupe: conservation and idempotence', () => {
         (SELECT count(*) FROM telegram_sessions_duplicates_archive a JOIN (${expected}) e USING (user_id) WHERE a.kept_id <> e.id)::int AS wrong_kept_id,
         (SELECT count(*) FROM telegram_sessions_duplicates_archive WHERE archived_at IS NULL)::int AS no_archived_at`);
     assert.deepEqual(kept, { kept_in_table: 500, wrong_kept_id: 0, no_archived_at: 0 });
-    const byUser = new Map<string, any>(j.moved.map((m: any) => [m.user_id, m]));
+    const byUser = new Map(j.moved.map((m) => [m.user_id, m]));
     assert.deepEqual(byUser.get('dup-2'), { user_id: 'dup-2', kept_id: (await one(`${expected.replace("LIKE 'dup-%'", "= 'dup-2'")}`)).id, archived: 3 });
   });
 
@@ -236,7 +237,7 @@ describe('tsm dedupe: errors', () => {
     await db.sql(`GRANT USAGE ON SCHEMA locked TO "${role.name}"; GRANT SELECT, DELETE ON locked.telegram_sessions TO "${role.name}"`);
     const r = await runTsm(['dedupe', '-d', role.url, '--schema', 'locked']);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^tsm: dedupe stopped: permission_denied \(42501\): permission denied for schema locked; .*run tsm dedupe again\n$/);
+    assert.match(r.stderr, /^tsm: dedupe stopped: permission_denied \(42501\): permission denied for schema locked; .*run tsm dedupe --schema locked again\n$/);
     assert.equal((await one(`SELECT count(*)::int AS n FROM locked.telegram_sessions`)).n, 2);
   });
 });

@@ -15,7 +15,7 @@ const db = await createTestDatabase(import.meta.url);
 
 const USERS = 3000;
 
-async function one<T = any>(sql: string): Promise<T> {
+async function one<T = Record<string, unknown>>(sql: string): Promise<T> {
   return (await db.sql(sql)).rows[0] as T;
 }
 
@@ -39,7 +39,7 @@ describe('tsm dedupe: kill -9 mid-run, then run again', () => {
       SELECT 't', 'd-' || i, md5(i || '/' || j), 'k', timestamptz '2024-01-01' + j * interval '1 hour'
         FROM generate_series(1, ${USERS}) i, generate_series(1, 2 + i % 2) j;
       CREATE TABLE orig AS SELECT * FROM telegram_sessions;`);
-    const total = (await one(`SELECT count(*)::int AS n FROM orig`)).n;
+    const total = (await one<{ n: number }>(`SELECT count(*)::int AS n FROM orig`)).n;
 
     let child: ChildProcess | undefined;
     const killed = runTsm(['dedupe', '-d', db.url, '--batch-size', '1', '--json'], { onSpawn: (c) => (child = c) });
@@ -49,7 +49,7 @@ describe('tsm dedupe: kill -9 mid-run, then run again', () => {
     while (Date.now() < deadline) {
       const r = await one(`SELECT to_regclass('public.telegram_sessions_duplicates_archive') IS NOT NULL AS exists`);
       if (r.exists) {
-        seen = (await one(`SELECT count(*)::int AS n FROM telegram_sessions_duplicates_archive`)).n;
+        seen = (await one<{ n: number }>(`SELECT count(*)::int AS n FROM telegram_sessions_duplicates_archive`)).n;
         if (seen >= 200) break;
       }
       await new Promise((res) => setTimeout(res, 10));
@@ -63,7 +63,7 @@ describe('tsm dedupe: kill -9 mid-run, then run again', () => {
       (await one(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tsm'`)).n === 0,
     );
     const mid = await places();
-    const remaining = (await one(`SELECT count(*)::int AS n FROM (SELECT 1 FROM telegram_sessions GROUP BY user_id HAVING count(*) > 1) d`)).n;
+    const remaining = (await one<{ n: number }>(`SELECT count(*)::int AS n FROM (SELECT 1 FROM telegram_sessions GROUP BY user_id HAVING count(*) > 1) d`)).n;
     t.diagnostic(`killed with ${mid.archive} rows archived (${seen} seen before the kill), ${remaining} user_ids still duplicated`);
     assert.ok(mid.archive > 0 && remaining > 0, 'the kill landed mid-run');
     assert.deepEqual({ ...mid, table: mid.table + mid.archive }, { table: total, archive: mid.archive, both: 0, neither: 0, doubled: 0, changed: 0 });

@@ -8,6 +8,9 @@ import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { describe, it } from 'node:test';
+import type { DemoReport } from '../src/cli/commands/demo/run.js';
+import type { DedupeReport } from '../src/dedupe/engine.js';
+import type { DoctorReport } from '../src/doctor/index.js';
 import { runTsm } from './helpers/cli.js';
 
 /** Resolves true when something listens on 127.0.0.1:port. */
@@ -27,26 +30,30 @@ const STEPS = ['doctor', 'dedupe', 'migrate up', 'doctor', 'test-write'];
 describe('tsm demo', () => {
   it('--json: exit 0, one result per step, doctor red then green, test-write ok, nothing left behind', async () => {
     const r = await runTsm(['demo', '--json'], { timeoutMs: 180_000 });
-    const j = r.json();
-    assert.equal(r.code, 0, `${r.stderr}\n${JSON.stringify(j.steps?.map((s: any) => [s.name, s.exit_code, s.problem]))}`);
+    const j = r.json<DemoReport>();
+    assert.equal(r.code, 0, `${r.stderr}\n${JSON.stringify(j.steps?.map((s) => [s.name, s.exit_code, s.problem]))}`);
     assert.equal(j.ok, true);
-    assert.deepEqual(j.steps.map((s: any) => s.name), STEPS);
+    assert.deepEqual(j.steps.map((s) => s.name), STEPS);
     for (const s of j.steps) {
       assert.equal(s.ok, true, `${s.name}: ${s.problem}`);
       assert.equal(s.exit_code, s.expected_exit_code, s.name);
       assert.ok(s.result && typeof s.result === 'object' && !('error' in s.result), `${s.name} has its result`);
     }
     const [red, dedupe, , green, write] = j.steps;
+    assert.ok(red && dedupe && green && write, 'five steps');
+    const redReport = red.result as DoctorReport;
+    const greenReport = green.result as DoctorReport;
+    const dedupeReport = dedupe.result as DedupeReport;
     assert.equal(red.exit_code, 1, 'the first doctor is red');
-    const failing = red.result.checks.filter((c: any) => c.status === 'fail').map((c: any) => c.id);
+    const failing = redReport.checks.filter((c) => c.status === 'fail').map((c) => c.id);
     for (const id of ['index.user-id-unique', 'index.on-conflict', 'data.duplicates', 'columns.diagnostics', 'function.upsert']) {
       assert.ok(failing.includes(id), `doctor step 1 fails ${id} (failing: ${failing.join(', ')})`);
     }
-    assert.ok(red.result.checks.filter((c: any) => c.status === 'fail').every((c: any) => c.remedy), 'each problem has a remedy');
-    assert.equal(dedupe.result.archived, 4);
-    assert.equal(dedupe.result.duplicates_remaining, 0);
+    assert.ok(redReport.checks.filter((c) => c.status === 'fail').every((c) => c.remedy), 'each problem has a remedy');
+    assert.equal(dedupeReport.archived, 4);
+    assert.equal(dedupeReport.duplicates_remaining, 0);
     assert.equal(green.exit_code, 0);
-    const notOk = green.result.checks.filter((c: any) => c.status !== 'ok').map((c: any) => `${c.id}: ${c.status}`);
+    const notOk = greenReport.checks.filter((c) => c.status !== 'ok').map((c) => `${c.id}: ${c.status}`);
     assert.deepEqual(notOk, [], 'the last doctor is all ok');
     assert.equal(write.exit_code, 0);
 

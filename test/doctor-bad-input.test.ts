@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import { freePort } from '../src/embedded.js';
+import { freePort } from '../src/cli/commands/demo/embedded.js';
 import { runTsm, type RunResult } from './helpers/cli.js';
 import { createTestDatabase, serverUrl, urlFor } from './helpers/db.js';
 

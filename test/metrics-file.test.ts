@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { rmSync } from 'node:fs';
-import { freePort } from '../src/embedded.js';
+import { freePort } from '../src/cli/commands/demo/embedded.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
 import { fixedSchema, preFixSchema } from './helpers/fixtures.js';

@@ -126,7 +126,8 @@ describe('least-privilege roles from docs/production.md', () => {
     failedClearly(await tsm(['migrate', 'up', '-d', url(scratch.name, 'tsm_owner', '_less')]), /must be owner of table telegram_sessions|permission denied for table telegram_sessions/, 'migrate as a non-owner');
 
     succeeded(await tsm(['migrate', 'up', '-d', url(db.name, 'tsm_owner')]), 'migrate up as the owner');
-    const { rows } = await db.sql(`SELECT pg_get_userbyid(p.proowner) AS owner FROM pg_proc p WHERE p.proname = 'upsert_telegram_session'`);
+    // Every overload (0006 adds one for bigint user ids) belongs to the owner.
+    const { rows } = await db.sql(`SELECT DISTINCT pg_get_userbyid(p.proowner) AS owner FROM pg_proc p WHERE p.proname = 'upsert_telegram_session'`);
     assert.deepEqual(rows, [{ owner: roleName('tsm_owner') }]);
     succeeded(await tsm(['migrate', 'status', '-d', url(db.name, 'tsm_owner')]), 'migrate status as the owner');
   });

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { ErrorCode } from '../src/db/classify.js';
-import { freePort } from '../src/embedded.js';
+import { freePort } from '../src/cli/commands/demo/embedded.js';
 import { SessionStore, type SaveFailure, type SaveResult, type SessionStoreOptions } from '../src/index.js';
 import { asAdmin, createTestDatabase } from './helpers/db.js';
 import { fixedSchema, preFixSchema } from './helpers/fixtures.js';

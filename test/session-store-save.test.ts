@@ -5,11 +5,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
-import { freePort } from '../src/embedded.js';
+import { freePort } from '../src/cli/commands/demo/embedded.js';
 import { SessionStore, makeSessionString, type SaveLogEvent, type SessionStoreOptions } from '../src/index.js';
 import { createTestDatabase } from './helpers/db.js';
 import { fixedSchema } from './helpers/fixtures.js';
-import { settle } from './helpers/wait.js';
+import { outcome, settle, waitFor } from './helpers/wait.js';
 
 const db = await createTestDatabase(import.meta.url);
 await db.sql(fixedSchema('public') + fixedSchema('Tg "Sessions"'));
@@ -123,18 +123,19 @@ describe('retries', () => {
   it('a lock_timeout that clears: the save succeeds on a later attempt', async () => {
     const holder = await db.client();
     await holder.query('BEGIN; LOCK TABLE telegram_sessions IN ACCESS EXCLUSIVE MODE');
-    const s = store({ poolConfig: { options: '-c lock_timeout=40' }, retry: { attempts: 10, baseDelayMs: 40, maxDelayMs: 100 }, metrics: true });
-    // The ROLLBACK's promise is settled at once (never an unhandled rejection) and awaited below.
-    let released: Promise<unknown> = Promise.resolve();
-    const release = setTimeout(() => {
-      released = settle(holder.query('ROLLBACK'));
-    }, 250);
+    // Up to 50 attempts, 40 ms of lock wait each plus ≤ 100 ms of backoff: several seconds in which
+    // the lock is released, however slow the machine.
+    const s = store({ poolConfig: { options: '-c lock_timeout=40' }, retry: { attempts: 50, baseDelayMs: 40, maxDelayMs: 100 }, metrics: true });
     const userId = uid();
-    const r = await s.save({ tenantId: 't', userId, sessionStringEnc: 'abc', keyId: 'k' });
-    clearTimeout(release);
-    await released;
+    const saving = settle(s.save({ tenantId: 't', userId, sessionStringEnc: 'abc', keyId: 'k' }));
+    // Released once an attempt has failed on the lock (not after a fixed time, which a slow connect could outlast).
+    await waitFor('a save attempt that hit lock_timeout', async () => /session_save_errors_total\{error_type="lock_timeout"\} [1-9]/.test(await s.metricsText()), {
+      timeoutMs: 30_000,
+    });
+    await holder.query('ROLLBACK');
+    const r = await outcome(saving);
     assert.ok(r.ok, JSON.stringify(r));
-    assert.ok(r.attempts >= 2 && r.attempts <= 10, `attempts: ${r.attempts}`);
+    assert.ok(r.attempts >= 2 && r.attempts <= 50, `attempts: ${r.attempts}`);
     const rows = await db.sql('SELECT count(*)::int AS n FROM telegram_sessions WHERE user_id = $1', [userId]);
     assert.equal(rows.rows[0].n, 1);
     const text = await s.metricsText();

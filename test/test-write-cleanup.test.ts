@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { describe, it } from 'node:test';
+import type { TestWriteJson } from '../src/cli/commands/test-write/run.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
 import { fixedSchema } from './helpers/fixtures.js';
@@ -65,7 +66,7 @@ describe('test-write cleanup', () => {
   it('after a failure (some lengths saved, some too long): zero rows of its own', async () => {
     const r = await runTsm(['test-write', '--json', '-d', db.url, '--schema', 'short', '--lengths', '68,255,256,1000', '--rounds', '2']);
     assert.equal(r.code, 1);
-    assert.equal(r.json().results.filter((x: any) => x.ok).length, 2, 'two lengths were written');
+    assert.equal(r.json<TestWriteJson>().results.filter((x) => x.ok).length, 2, 'two lengths were written');
     assert.deepEqual(await state('short'), { foreign: 3, ours: 0 });
   });
 

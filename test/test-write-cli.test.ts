@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { freePort } from '../src/embedded.js';
+import { freePort } from '../src/cli/commands/demo/embedded.js';
+import type { TestWriteJson } from '../src/cli/commands/test-write/run.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
 import { fixedSchema } from './helpers/fixtures.js';
@@ -19,7 +20,7 @@ const testRows = async (schema = 'public'): Promise<number> =>
 /** A run of 40+ base64 characters would be (part of) a session string. */
 const NO_SESSION = /[A-Za-z0-9+/]{40,}/;
 
-function assertShape(j: any): void {
+function assertShape(j: TestWriteJson): void {
   assert.deepEqual(Object.keys(j), ['database', 'via', 'results', 'race', 'ok']);
   for (const r of j.results) {
     const keys = Object.keys(r);
@@ -33,12 +34,12 @@ describe('tsm test-write on the fixed schema', () => {
   it('defaults: 68, 268, 800, the race of 8 × 20; exit 0; the JSON shape; no rows left', async () => {
     const r = await runTsm(['test-write', '--json', '-d', db.url]);
     assert.equal(r.code, 0, r.stderr);
-    const j = r.json();
+    const j = r.json<TestWriteJson>();
     assertShape(j);
     assert.equal(j.database, db.url.replace(/:[^:@/]+@/, ':***@'));
     assert.equal(j.via, 'function');
     assert.deepEqual(
-      j.results.map((x: any) => [x.length, x.insert, x.update, x.readback, x.ok]),
+      j.results.map((x) => [x.length, x.insert, x.update, x.readback, x.ok]),
       [68, 268, 800].map((L) => [L, 'ok', 'ok', 'ok', true]),
     );
     assert.deepEqual(j.race, { concurrency: 8, rounds: 20, calls: 320, errors: {}, rows_left: 1, ok: true });
@@ -51,10 +52,10 @@ describe('tsm test-write on the fixed schema', () => {
     for (const via of ['function', 'statement']) {
       const r = await runTsm(['test-write', '--json', '-d', db.url, '--via', via, '--lengths', '1,2,3,4,255,256,4096,100000,1000000', '--rounds', '2']);
       assert.equal(r.code, 0, r.stderr);
-      const j = r.json();
+      const j = r.json<TestWriteJson>();
       assert.equal(j.via, via);
-      assert.deepEqual(j.results.map((x: any) => x.length), [1, 2, 3, 4, 255, 256, 4096, 100000, 1000000]);
-      assert.ok(j.results.every((x: any) => x.ok && x.readback === 'ok'), JSON.stringify(j.results));
+      assert.deepEqual(j.results.map((x) => x.length), [1, 2, 3, 4, 255, 256, 4096, 100000, 1000000]);
+      assert.ok(j.results.every((x) => x.ok && x.readback === 'ok'), JSON.stringify(j.results));
       assert.deepEqual(j.race, { concurrency: 8, rounds: 2, calls: 32, errors: {}, rows_left: 1, ok: true });
     }
     assert.equal(await testRows(), 0);
@@ -87,9 +88,9 @@ describe('tsm test-write on the fixed schema', () => {
   it('session_too_long when the session column is varchar(255): 255 fits, 256 does not; exit 1, rows removed', async () => {
     const r = await runTsm(['test-write', '--json', '-d', db.url, '--schema', 'short', '--lengths', '68,255,256,800', '--rounds', '2']);
     assert.equal(r.code, 1, r.stderr);
-    const j = r.json();
+    const j = r.json<TestWriteJson>();
     assert.deepEqual(
-      j.results.map((x: any) => [x.length, x.insert, x.update, x.readback, x.ok, x.code ?? null]),
+      j.results.map((x) => [x.length, x.insert, x.update, x.readback, x.ok, x.code ?? null]),
       [
         [68, 'ok', 'ok', 'ok', true, null],
         [255, 'ok', 'ok', 'ok', true, null],
@@ -106,7 +107,7 @@ describe('tsm test-write on the fixed schema', () => {
     const h = await runTsm(['test-write', '-d', db.url, '--schema', 'short', '--lengths', '256', '--rounds', '1']);
     assert.equal(h.code, 1);
     assert.match(h.stdout, /session_too_long \(22001\)/);
-    assert.match(h.stdout, /remedy: tsm migrate up \(widens varchar session columns to text/);
+    assert.match(h.stdout, /remedy: tsm migrate up --schema short \(widens varchar session columns to text/);
     assert.match(h.stdout, /\nfailing: 1 of 1 lengths, the race\n$/);
   });
 });

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { TestWriteJson } from '../src/cli/commands/test-write/run.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
 import { fixedSchema, incidentRacyFunction, preFixSchema } from './helpers/fixtures.js';
@@ -48,10 +49,10 @@ describe('tsm test-write on the incident pre-fix schema', () => {
   it('--via statement: missing_unique_index (42P10) everywhere, remedy tsm migrate up, exit 1', async () => {
     const r = await runTsm(['test-write', '--json', '-d', db.url, '--schema', 'prefix', '--via', 'statement', '--rounds', '3']);
     assert.equal(r.code, 1, r.stderr);
-    const j = r.json();
+    const j = r.json<TestWriteJson>();
     assert.equal(j.via, 'statement');
     assert.deepEqual(
-      j.results.map((x: any) => [x.insert, x.update, x.readback, x.ok, x.code]),
+      j.results.map((x) => [x.insert, x.update, x.readback, x.ok, x.code]),
       [68, 268, 800].map(() => ['fail', 'skipped', 'skipped', false, 'missing_unique_index']),
     );
     assert.deepEqual(j.race, { concurrency: 8, rounds: 3, calls: 48, errors: { missing_unique_index: 48 }, rows_left: 0, ok: false });
@@ -61,20 +62,20 @@ describe('tsm test-write on the incident pre-fix schema', () => {
     assert.equal(h.code, 1);
     assert.match(h.stdout, /missing_unique_index \(42P10\)/);
     assert.match(h.stdout, /missing_unique_index: length 800: there is no unique or exclusion constraint matching the ON CONFLICT specification/);
-    assert.match(h.stdout, /remedy: tsm migrate up/);
+    assert.match(h.stdout, /remedy: tsm migrate up --schema prefix \(builds the unique index/);
     await foreignIntact('prefix');
   });
 
   it('--via function: missing_upsert_function, remedy tsm migrate up, exit 1', async () => {
     const r = await runTsm(['test-write', '--json', '-d', db.url, '--schema', 'prefix', '--rounds', '2']);
     assert.equal(r.code, 1);
-    const j = r.json();
-    assert.ok(j.results.every((x: any) => x.code === 'missing_upsert_function'));
+    const j = r.json<TestWriteJson>();
+    assert.ok(j.results.every((x) => x.code === 'missing_upsert_function'));
     assert.deepEqual(j.race.errors, { missing_upsert_function: 32 });
 
     const h = await runTsm(['test-write', '-d', db.url, '--schema', 'prefix', '--lengths', '68', '--rounds', '1']);
     assert.match(h.stdout, /missing_upsert_function \(42883\)/);
-    assert.match(h.stdout, /remedy: tsm migrate up \(installs "prefix"\."upsert_telegram_session"\)/);
+    assert.match(h.stdout, /remedy: tsm migrate up --schema prefix \(installs "prefix"\."upsert_telegram_session"\)/);
     await foreignIntact('prefix');
   });
 });
@@ -83,8 +84,8 @@ describe('tsm test-write on the racy incident function', () => {
   it('with the unique index: lengths pass, but the insert race reports duplicate_session; exit 1', async () => {
     const r = await runTsm(['test-write', '--json', '-d', db.url, '--schema', 'racy']);
     assert.equal(r.code, 1, r.stderr);
-    const j = r.json();
-    assert.ok(j.results.every((x: any) => x.ok), 'one writer at a time is fine');
+    const j = r.json<TestWriteJson>();
+    assert.ok(j.results.every((x) => x.ok), 'one writer at a time is fine');
     assert.deepEqual(Object.keys(j.race.errors), ['duplicate_session'], JSON.stringify(j.race));
     assert.ok(j.race.errors.duplicate_session > 0);
     assert.equal(j.race.rows_left, 1, 'the index still keeps one row per user');
@@ -95,13 +96,13 @@ describe('tsm test-write on the racy incident function', () => {
     assert.equal(h.code, 1);
     assert.match(h.stdout, /race: .*duplicate_session × \d+, rows left 1 → fail/);
     assert.match(h.stdout, /duplicate_session: race: 23505: duplicate key value violates unique constraint/);
-    assert.match(h.stdout, /remedy: tsm migrate up \(replaces an UPDATE-then-INSERT/);
+    assert.match(h.stdout, /remedy: tsm migrate up --schema racy \(replaces an UPDATE-then-INSERT/);
   });
 
   it('without it (the incident as it was): the race leaves duplicate rows, then updates of them fail; all removed', async () => {
     const r = await runTsm(['test-write', '--json', '-d', db.url, '--schema', 'incident', '--lengths', '68']);
     assert.equal(r.code, 1);
-    const j = r.json();
+    const j = r.json<TestWriteJson>();
     assert.ok(j.race.rows_left > 1, `rows_left ${j.race.rows_left}`);
     // No unique index, so no duplicate_session: the second UPDATE … INTO of a duplicated user
     // finds several rows (P0003 too_many_rows, a database_error).
@@ -111,7 +112,7 @@ describe('tsm test-write on the racy incident function', () => {
 
     const h = await runTsm(['test-write', '-d', db.url, '--schema', 'incident', '--lengths', '68']);
     assert.match(h.stdout, /duplicate_rows: race: a user id ended with \d+ rows/);
-    assert.match(h.stdout, /remedy: user_id is not unique: tsm doctor, then tsm dedupe and tsm migrate up/);
+    assert.match(h.stdout, /remedy: user_id is not unique: tsm doctor --schema incident, then tsm dedupe --schema incident and tsm migrate up --schema incident/);
     await foreignIntact('incident');
   });
 });

@@ -45,7 +45,7 @@ const urlOf = (db) => {
 };
 const log = (m) => process.stderr.write(m + '\n');
 
-if (!existsSync(join(root, 'dist/src/cli.js')) || !existsSync(join(root, 'dist/migrations/0004_user_id_unique_index.js'))) {
+if (!existsSync(join(root, 'dist/src/cli/main.js')) || !existsSync(join(root, 'dist/migrations/0004_user_id_unique_index.js'))) {
   log('bench/migrate-under-load: build first (npm ci, or npx tsc -p tsconfig.json)');
   process.exit(2);
 }

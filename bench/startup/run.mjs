@@ -15,7 +15,7 @@ const root = new URL('../..', import.meta.url).pathname;
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1]) || 40;
 const tsm = join(root, 'bin/tsm.js');
-if (!existsSync(join(root, 'dist/src/cli.js'))) {
+if (!existsSync(join(root, 'dist/src/cli/main.js'))) {
   process.stderr.write('bench/startup: build first (npm ci, or npx tsc -p tsconfig.json)\n');
   process.exit(2);
 }

@@ -20,8 +20,8 @@ import { join } from 'node:path';
 
 const root = new URL('../..', import.meta.url).pathname;
 const pg = (await import(join(root, 'node_modules/pg/lib/index.js'))).default;
-const { SessionStore } = await import(join(root, 'dist/src/sessions/store.js'));
-const { UpsertCall, bindExecuteSync } = await import(join(root, 'dist/src/sessions/upsert-call.js'));
+const { SessionStore } = await import(join(root, 'dist/src/store/store.js'));
+const { UpsertCall, bindExecuteSync } = await import(join(root, 'dist/src/store/upsert-call.js'));
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : dflt);

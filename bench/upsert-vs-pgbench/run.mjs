@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 
 const root = new URL('../..', import.meta.url).pathname;
 const tsm = join(root, 'bin/tsm.js');
-if (!existsSync(join(root, 'dist/src/cli.js'))) {
+if (!existsSync(join(root, 'dist/src/cli/main.js'))) {
   process.stderr.write('bench/upsert-vs-pgbench: build first (npm ci, or npx tsc -p tsconfig.json)\n');
   process.exit(2);
 }

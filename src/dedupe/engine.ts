@@ -5,7 +5,9 @@
  */
 import type { Client } from 'pg';
 import { classifyError } from '../db/classify.js';
+import { retry, sleep, type RetryPolicy } from '../db/retry.js';
 import { FailError } from '../errors.js';
+import { tsmCommand } from '../report/shell.js';
 import { ARCHIVE, TABLE, columnsOf, describeTable, ensureArchive, type TableShape } from './shape.js';
 import {
   LOCK_HOLDER_SQL,
@@ -32,6 +34,11 @@ export interface DedupeOptions {
   maxPasses?: number;
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
+  /**
+   * Stops the run between batches (each batch is one transaction: committed or not at all) and
+   * cuts retry pauses short; the run then throws a FailError saying what was moved.
+   */
+  signal?: AbortSignal;
 }
 
 /** One duplicated user_id as planned: ids[0] is the row that would be kept. */
@@ -107,9 +114,8 @@ export interface DedupeReport {
 }
 
 const DEFAULT_PASSES = 5;
-const BATCH_ATTEMPTS = 5;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** A batch that hit a lock timeout, a deadlock or a serialization failure: 5 attempts, 100 ms … 800 ms apart. */
+const BATCH_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 100, maxDelayMs: 800, jitter: 'none' };
 
 function chunks<T>(items: T[], size: number): T[][] {
   const out: T[][] = [];
@@ -157,23 +163,41 @@ interface BatchOutcome {
 }
 
 /** One batch = one transaction: lock (SKIP LOCKED), then move in one statement; retried when retryable. */
-async function moveBatch(client: Client, shape: TableShape, keep: KeepPolicy, ids: string[]): Promise<BatchOutcome> {
+async function moveBatch(client: Client, shape: TableShape, keep: KeepPolicy, ids: string[], signal: AbortSignal | undefined): Promise<BatchOutcome> {
   const lock = lockSql(shape);
   const move = moveSql(shape, keep);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-      const locked = (await client.query<{ id: string }>(lock, [ids])).rows.map((r) => r.id);
-      const moved = locked.length < 2 ? [] : (await client.query<BatchOutcome['moved'][number]>(move, [locked])).rows;
-      await client.query('COMMIT');
-      return { moved, planned: ids.length, locked: locked.length };
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      const c = classifyError(err);
-      if (!c.retryable || c.code === 'connection_error' || attempt >= BATCH_ATTEMPTS) throw err;
-      await sleep(50 * 2 ** attempt);
-    }
-  }
+  return retry(
+    async () => {
+      try {
+        await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+        const locked = (await client.query<{ id: string }>(lock, [ids])).rows.map((r) => r.id);
+        const moved = locked.length < 2 ? [] : (await client.query<BatchOutcome['moved'][number]>(move, [locked])).rows;
+        await client.query('COMMIT');
+        return { moved, planned: ids.length, locked: locked.length };
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    },
+    {
+      policy: BATCH_RETRY,
+      retryOn: (err) => {
+        const c = classifyError(err);
+        return c.retryable && c.code !== 'connection_error';
+      },
+      ...(signal ? { signal } : {}),
+    },
+  );
+}
+
+/** Between two batches: stop when the run was aborted (nothing is half-moved at that point). */
+function stopIfAborted(signal: AbortSignal | undefined, report: DedupeReport, movedThisPass = 0): void {
+  if (!signal?.aborted) return;
+  const moved = report.archived + movedThisPass;
+  throw new FailError(
+    `dedupe stopped before batch ${report.batches + 1}: ${moved} row${moved === 1 ? '' : 's'} moved into ${ARCHIVE} so far; ` +
+      `each batch is one transaction, so no row is half-moved; run ${tsmCommand(report.schema, 'dedupe')} again`,
+  );
 }
 
 async function takeLock(client: Client, schema: string): Promise<void> {
@@ -181,14 +205,28 @@ async function takeLock(client: Client, schema: string): Promise<void> {
   if (rows[0]?.locked) return;
   const holder = (await client.query<{ pid: number }>(LOCK_HOLDER_SQL, [schema])).rows[0];
   const who = holder ? ` (backend pid ${holder.pid})` : '';
-  throw new FailError(`another tsm dedupe is running on schema ${schema}${who}: wait for it to finish, then run tsm dedupe again`);
+  throw new FailError(`another tsm dedupe is running on schema ${schema}${who}: wait for it to finish, then run ${tsmCommand(schema, 'dedupe')} again`);
 }
 
+/**
+ * Runs dedupe on `client`, a connection of the caller's: it is handed back outside any
+ * transaction, with its own lock_timeout. Throws FailError for a refusal (another dedupe running,
+ * an unusable table, an aborted run) and the driver's error for a database failure.
+ */
 export async function dedupe(client: Client, opts: DedupeOptions): Promise<DedupeReport> {
-  const log = opts.log ?? (() => {});
-  const { keep, batchSize } = opts;
+  const was = (await client.query<{ v: string }>(`SELECT current_setting('lock_timeout') AS v`)).rows[0]!.v;
   // A DDL or LOCK TABLE held by someone else must not make us (and everyone queued behind us) wait long.
   await client.query(`SET lock_timeout = '5s'`);
+  try {
+    return await run(client, opts);
+  } finally {
+    await client.query(`SELECT set_config('lock_timeout', $1, false)`, [was]).catch(() => {});
+  }
+}
+
+async function run(client: Client, opts: DedupeOptions): Promise<DedupeReport> {
+  const log = opts.log ?? (() => {});
+  const { keep, batchSize } = opts;
   const shape = await describeTable(client, opts.schema);
   const report: DedupeReport = {
     schema: opts.schema,
@@ -236,7 +274,8 @@ export async function dedupe(client: Client, opts: DedupeOptions): Promise<Dedup
     while (plan.length > 0 && report.passes < maxPasses) {
       report.passes++;
       // Everything left was busy last time: give the application a moment to commit.
-      if (movedLastPass === 0) await sleep(100 * report.passes);
+      if (movedLastPass === 0) await sleep(100 * report.passes, opts.signal);
+      stopIfAborted(opts.signal, report);
       const batches = chunks(plan, batchSize);
       if (batches.length > 1 || report.passes > 1) {
         log(`dedupe: pass ${report.passes}: ${plan.length} user_ids with duplicates, ${batches.length} batch(es) of up to ${batchSize}`);
@@ -244,7 +283,8 @@ export async function dedupe(client: Client, opts: DedupeOptions): Promise<Dedup
       let movedThisPass = 0;
       let lastLog = Date.now();
       for (const [i, batch] of batches.entries()) {
-        const out = await moveBatch(client, shape, keep, batch.flatMap((p) => p.ids));
+        stopIfAborted(opts.signal, report, movedThisPass);
+        const out = await moveBatch(client, shape, keep, batch.flatMap((p) => p.ids), opts.signal);
         report.batches++;
         report.skipped_busy += out.planned - out.locked;
         movedThisPass += out.moved.length;

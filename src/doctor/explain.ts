@@ -1,5 +1,4 @@
 /** `tsm doctor --explain <id>`: what a check looks at, why it matters, the SQL it runs, its remedy. */
-import type { ChalkInstance } from 'chalk';
 import type { Check, DoctorEnv } from './types.js';
 
 export interface Explanation {
@@ -26,48 +25,4 @@ export function explain(check: Check, env: DoctorEnv): Explanation {
     parameters: /\$1\b/.test(sql) ? { $1: env.schema } : {},
     remedy: check.remedy(env),
   };
-}
-
-/** Wraps prose at `width` columns. */
-function wrap(text: string, width: number, indent = '  '): string {
-  const lines: string[] = [];
-  let line = '';
-  for (const word of text.split(/\s+/)) {
-    if (line !== '' && line.length + 1 + word.length > width - indent.length) {
-      lines.push(indent + line);
-      line = word;
-    } else {
-      line = line === '' ? word : `${line} ${word}`;
-    }
-  }
-  if (line !== '') lines.push(indent + line);
-  return lines.join('\n');
-}
-
-export function renderExplanation(e: Explanation, style: ChalkInstance, width = 100): string {
-  const w = Math.max(60, Math.min(width, 120));
-  const block = (s: string): string =>
-    s
-      .split('\n')
-      .map((l) => '  ' + l)
-      .join('\n');
-  const params = Object.entries(e.parameters)
-    .map(([k, v]) => `${k} is the schema: '${v}'`)
-    .join(', ');
-  return [
-    `${style.bold(e.id)}: ${e.title}`,
-    `  not ok: ${e.severity}`,
-    '',
-    style.bold('What it looks at'),
-    wrap(e.looks_at, w),
-    '',
-    style.bold('Why it matters'),
-    wrap(e.why, w),
-    '',
-    style.bold('SQL') + (params ? `  (${params})` : ''),
-    block(e.sql),
-    '',
-    style.bold('Remedy when not ok'),
-    block(e.remedy),
-  ].join('\n');
 }

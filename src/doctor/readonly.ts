@@ -1,4 +1,4 @@
-import type { Client, QueryResult } from 'pg';
+import type { Client, QueryResult, QueryResultRow } from 'pg';
 
 /** How long doctor waits for a table lock (a migration's ALTER, say) before giving up on a check. */
 export const LOCK_TIMEOUT = '5s';
@@ -7,10 +7,11 @@ export const LOCK_TIMEOUT = '5s';
  * Runs `sql` (no parameters) in a READ ONLY transaction that is rolled back, in one round trip:
  * the server itself refuses any write. Returns the statement's result(s).
  */
-export async function inReadOnlyTransaction(client: Client, sql: string): Promise<QueryResult[]> {
+export async function inReadOnlyTransaction<R extends QueryResultRow = Record<string, unknown>>(client: Client, sql: string): Promise<QueryResult<R>[]> {
   const text = readOnlyText(sql);
   try {
-    const res = (await client.query(text)) as unknown as QueryResult | QueryResult[];
+    // Several statements in one string: pg returns one result per statement (typed as one).
+    const res = (await client.query<R>(text)) as unknown as QueryResult<R> | QueryResult<R>[];
     const all = Array.isArray(res) ? res : [res];
     // BEGIN, SET, SET, …the statement(s)…, ROLLBACK
     return all.slice(3, -1);

@@ -9,10 +9,11 @@
 import type { Client } from 'pg';
 import { classifyError } from '../db/classify.js';
 import { ConnectError } from '../errors.js';
-import { factsFrom } from './checks/table.js';
+import type { ConnectionRow } from './checks/connection.js';
+import { factsFrom, type TableRow } from './checks/table.js';
 import { inReadOnlyTransaction } from './readonly.js';
 import { CHECKS } from './registry.js';
-import type { CatalogCheck, Check, CheckResult, DataCheck, DoctorEnv, Facts, Outcome, Requirement, Row } from './types.js';
+import type { CatalogCheck, Check, CheckResult, DataCheck, DoctorEnv, Facts, Outcome, Requirement } from './types.js';
 
 export interface RunResult {
   results: CheckResult[];
@@ -20,7 +21,16 @@ export interface RunResult {
   serverVersion: string | null;
 }
 
-type Rows = Row[] | { error: unknown };
+/**
+ * A check's rows as the server returned them (its query aggregated to JSON), or why it failed.
+ * The check's own row type is what its SQL selects: the cast happens once, in evaluateRows.
+ */
+type Rows = object[] | { error: unknown };
+type CatalogAny = CatalogCheck<object>;
+type DataAny = DataCheck<object>;
+
+/** The `c<i>` columns of a combined query. */
+type Combined = Record<string, object[]>;
 
 const aggregate = (sql: string, i: number): string =>
   `(SELECT coalesce(json_agg(r), '[]'::json) FROM (\n${sql}\n) r) AS c${i}`;
@@ -29,19 +39,19 @@ function combined(sqls: string[]): string {
   return 'SELECT ' + sqls.map(aggregate).join(',\n');
 }
 
-async function catalogRows(client: Client, checks: CatalogCheck[], env: DoctorEnv): Promise<Map<string, Rows>> {
+async function catalogRows(client: Client, checks: CatalogAny[], env: DoctorEnv): Promise<Map<string, Rows>> {
   const out = new Map<string, Rows>();
   const params = (sql: string): string[] => (/\$1\b/.test(sql) ? [env.schema] : []);
   try {
     const text = combined(checks.map((c) => c.sql));
-    const res = await client.query(text, params(text));
-    checks.forEach((c, i) => out.set(c.id, res.rows[0][`c${i}`] as Row[]));
+    const res = await client.query<Combined>(text, params(text));
+    checks.forEach((c, i) => out.set(c.id, res.rows[0]![`c${i}`]!));
   } catch (err) {
     rethrowIfConnection(err);
     for (const c of checks) {
       try {
         const text = combined([c.sql]);
-        out.set(c.id, (await client.query(text, params(text))).rows[0].c0 as Row[]);
+        out.set(c.id, (await client.query<Combined>(text, params(text))).rows[0]!.c0!);
       } catch (e) {
         rethrowIfConnection(e);
         out.set(c.id, { error: e });
@@ -51,18 +61,18 @@ async function catalogRows(client: Client, checks: CatalogCheck[], env: DoctorEn
   return out;
 }
 
-async function dataRows(client: Client, checks: DataCheck[], env: DoctorEnv): Promise<Map<string, Rows>> {
+async function dataRows(client: Client, checks: DataAny[], env: DoctorEnv): Promise<Map<string, Rows>> {
   const out = new Map<string, Rows>();
   if (checks.length === 0) return out;
   try {
-    const [res] = await inReadOnlyTransaction(client, combined(checks.map((c) => c.sql(env))));
-    checks.forEach((c, i) => out.set(c.id, res.rows[0][`c${i}`] as Row[]));
+    const [res] = await inReadOnlyTransaction<Combined>(client, combined(checks.map((c) => c.sql(env))));
+    checks.forEach((c, i) => out.set(c.id, res!.rows[0]![`c${i}`]!));
   } catch (err) {
     rethrowIfConnection(err);
     for (const c of checks) {
       try {
-        const [res] = await inReadOnlyTransaction(client, combined([c.sql(env)]));
-        out.set(c.id, res.rows[0].c0 as Row[]);
+        const [res] = await inReadOnlyTransaction<Combined>(client, combined([c.sql(env)]));
+        out.set(c.id, res!.rows[0]!.c0!);
       } catch (e) {
         rethrowIfConnection(e);
         out.set(c.id, { error: e });
@@ -99,7 +109,7 @@ function failedToRun(check: Check, err: unknown): Outcome {
   return { status: check.severity, detail: `could not check: ${message}${c.sqlstate ? ` [${c.sqlstate}]` : ''}` };
 }
 
-function evaluateRows<T extends CatalogCheck | DataCheck>(check: T, rows: Rows | undefined, run: (rows: Row[]) => Outcome): Outcome {
+function evaluateRows(check: Check, rows: Rows | undefined, run: (rows: object[]) => Outcome): Outcome {
   if (rows === undefined) return { status: 'skipped', detail: 'not run' };
   if (!Array.isArray(rows)) return failedToRun(check, rows.error);
   return run(rows);
@@ -107,11 +117,12 @@ function evaluateRows<T extends CatalogCheck | DataCheck>(check: T, rows: Rows |
 
 export async function runChecks(client: Client, env: DoctorEnv, checks: readonly Check[] = CHECKS): Promise<RunResult> {
   const outcomes = new Map<string, Outcome>();
-  const catalog = checks.filter((c): c is CatalogCheck => c.kind === 'catalog');
+  const catalog = checks.filter((c): c is CatalogAny => c.kind === 'catalog');
   const rows = await catalogRows(client, catalog, env);
 
   const tableRows = rows.get('table');
-  const facts = factsFrom(Array.isArray(tableRows) ? tableRows : []);
+  // The table check's own rows (its SQL selects TableRow's columns).
+  const facts = factsFrom(Array.isArray(tableRows) ? (tableRows as TableRow[]) : []);
 
   // 1. catalog checks, in order
   for (const c of catalog) {
@@ -120,8 +131,8 @@ export async function runChecks(client: Client, env: DoctorEnv, checks: readonly
   }
 
   // 2. data checks: settled by earlier verdicts where possible, the rest scanned together
-  const data = checks.filter((c): c is DataCheck => c.kind === 'data');
-  const toScan: DataCheck[] = [];
+  const data = checks.filter((c): c is DataAny => c.kind === 'data');
+  const toScan: DataAny[] = [];
   for (const c of data) {
     const why = unmet(c, facts);
     const settled = why ? { status: 'skipped' as const, detail: why } : (c.settledBy?.(outcomes, env) ?? null);
@@ -159,6 +170,7 @@ export async function runChecks(client: Client, env: DoctorEnv, checks: readonly
     };
   });
   const conn = rows.get('connection');
-  const serverVersion = Array.isArray(conn) && conn[0] ? String(conn[0].server_version) : null;
+  const first = Array.isArray(conn) ? (conn[0] as Partial<ConnectionRow> | undefined) : undefined;
+  const serverVersion = first?.server_version !== undefined ? String(first.server_version) : null;
   return { results, serverVersion };
 }

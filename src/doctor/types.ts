@@ -3,7 +3,7 @@
  * runs, how it turns rows into a status, and the remedy for a problem.
  */
 import type { Client } from 'pg';
-import type { Status } from '../report/style.js';
+import type { Status } from '../report/status.js';
 
 export type { Status };
 export type Severity = 'fail' | 'warn';
@@ -34,7 +34,12 @@ export interface Outcome {
   remedy?: string;
 }
 
-export type Row = Record<string, any>;
+/**
+ * A row as a check's SQL returns it: the runner aggregates each query to JSON on the server, so
+ * values are JSON values (text, numbers, booleans, arrays, null). Every check declares its own row
+ * type (the columns its SQL selects); this untyped form is the default for checks that do not.
+ */
+export type Row = Record<string, unknown>;
 
 interface BaseCheck {
   readonly id: string;
@@ -55,20 +60,22 @@ interface BaseCheck {
  * every catalog check in one statement (one round trip); it never references the table directly,
  * so it runs (and returns no rows) when the table is absent.
  */
-export interface CatalogCheck extends BaseCheck {
+export interface CatalogCheck<R extends object = Row> extends BaseCheck {
   readonly kind: 'catalog';
   readonly sql: string;
-  evaluate(rows: Row[], env: DoctorEnv, facts: Facts): Outcome;
+  /** `rows`: what `sql` returned, typed as the columns it selects. */
+  evaluate(rows: R[], env: DoctorEnv, facts: Facts): Outcome;
 }
 
 /**
  * A query over the table's rows (a scan). No parameters: the table is named in the SQL, so it only
  * runs when the table exists. Data checks are sent together in one read-only transaction.
  */
-export interface DataCheck extends BaseCheck {
+export interface DataCheck<R extends object = Row> extends BaseCheck {
   readonly kind: 'data';
   sql(env: DoctorEnv): string;
-  evaluate(rows: Row[], env: DoctorEnv): Outcome;
+  /** `rows`: what `sql(env)` returned, typed as the columns it selects. */
+  evaluate(rows: R[], env: DoctorEnv): Outcome;
   /** A verdict from earlier checks that makes the scan unnecessary (null: scan). */
   settledBy?(earlier: ReadonlyMap<string, Outcome>, env: DoctorEnv): Outcome | null;
 }
@@ -81,7 +88,8 @@ export interface CustomCheck extends BaseCheck {
   run(client: Client, env: DoctorEnv): Promise<Outcome>;
 }
 
-export type Check = CatalogCheck | DataCheck | CustomCheck;
+/** Any check, whatever its row type (the registry and the runner see them like this). */
+export type Check = CatalogCheck<object> | DataCheck<object> | CustomCheck;
 
 /** One line of the report (and of the JSON document). */
 export interface CheckResult {

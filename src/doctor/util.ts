@@ -1,6 +1,10 @@
 /** Small helpers shared by the doctor checks (names, remedy wording). */
 import { qualify, quoteIdent } from '../db/ident.js';
+import { shownIdent } from '../report/names.js';
+import { tsmCommand as shellCommand } from '../report/shell.js';
 import type { DoctorEnv } from './types.js';
+
+export { shownIdent };
 
 export const TABLE = 'telegram_sessions';
 export const FUNCTION = 'upsert_telegram_session';
@@ -11,11 +15,9 @@ export function tableRef(env: DoctorEnv): string {
   return qualify(env.schema, TABLE);
 }
 
-/** `tsm migrate up`, with `--schema X` when the schema is not the default. */
+/** `tsm migrate up`, with `--schema X` (shell-quoted: src/report/shell.ts) when the schema is not the default. */
 export function tsmCommand(env: DoctorEnv, command: string): string {
-  if (env.schema === 'public') return `tsm ${command}`;
-  const schema = /^[A-Za-z0-9_.-]+$/.test(env.schema) ? env.schema : `'${env.schema.replace(/'/g, `'\\''`)}'`;
-  return `tsm ${command} --schema ${schema}`;
+  return shellCommand(env.schema, command);
 }
 
 /** A remedy: commands first, then (optionally) the SQL to run by hand. */
@@ -45,11 +47,6 @@ export function stripSqlComments(body: string): string {
 /** `(user_id IS NOT NULL)` → `user_idisnotnull`: compares predicates regardless of spacing and parentheses. */
 export function normalizePredicate(text: string): string {
   return text.toLowerCase().replace(/[\s()"]/g, '');
-}
-
-/** An identifier as a person would type it: quoted only when it has to be. */
-export function shownIdent(name: string): string {
-  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : quoteIdent(name);
 }
 
 /** public.telegram_sessions (quoted only where needed), for details. */

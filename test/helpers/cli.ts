@@ -9,7 +9,11 @@ export interface RunResult {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
-  /** stdout parsed as the one JSON document; throws with the raw text when it is not. */
+  /**
+   * stdout parsed as the one JSON document; throws with the raw text when it is not. Pass the
+   * command's document type (`r.json<DoctorReport>()`) where one exists.
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the untyped default lets a test read a document field by field where no type exists yet (a wrong field fails its assertion, not silently)
   json<T = any>(): T;
 }
 

@@ -3,7 +3,13 @@ import { TABLE, remedyText, tableRef, tsmCommand } from '../util.js';
 
 const DIAGNOSTIC = ['auth_error', 'error_details'];
 
-export const columnsDiagnostics: CatalogCheck = {
+/** One row per diagnostic column present. */
+export interface DiagnosticColumnRow {
+  column: string;
+  type: string;
+}
+
+export const columnsDiagnostics: CatalogCheck<DiagnosticColumnRow> = {
   id: 'columns.diagnostics',
   title: 'Diagnostic columns present',
   severity: 'fail',
@@ -23,7 +29,7 @@ export const columnsDiagnostics: CatalogCheck = {
    AND a.attname IN ('auth_error', 'error_details')
  ORDER BY a.attnum`,
   evaluate(rows, env) {
-    const present = new Set(rows.map((r) => r.column as string));
+    const present = new Set(rows.map((r) => r.column));
     const missing = DIAGNOSTIC.filter((c) => !present.has(c));
     if (missing.length === 0) return { status: 'ok', detail: rows.map((r) => `${r.column} ${r.type}`).join(', ') };
     return {

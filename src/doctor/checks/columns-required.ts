@@ -11,7 +11,14 @@ const REQUIRED: Record<string, string> = {
   updated_at: 'timestamptz NOT NULL DEFAULT now()',
 };
 
-export const columnsRequired: CatalogCheck = {
+/** One row per required column present. */
+export interface RequiredColumnRow {
+  column: string;
+  type: string;
+  not_null: boolean;
+}
+
+export const columnsRequired: CatalogCheck<RequiredColumnRow> = {
   id: 'columns.required',
   title: 'Required columns present',
   severity: 'fail',
@@ -34,7 +41,7 @@ export const columnsRequired: CatalogCheck = {
      .join(', ')})
  ORDER BY a.attnum`,
   evaluate(rows, env) {
-    const present = new Set(rows.map((r) => r.column as string));
+    const present = new Set(rows.map((r) => r.column));
     const missing = Object.keys(REQUIRED).filter((c) => !present.has(c));
     if (missing.length === 0) return { status: 'ok', detail: `all ${present.size} present` };
     const sql = missing.map((c) => `ALTER TABLE ${tableRef(env)} ADD COLUMN ${c} ${REQUIRED[c]};`);

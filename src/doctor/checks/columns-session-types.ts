@@ -1,12 +1,20 @@
 import { quoteIdent } from '../../db/ident.js';
-import type { CatalogCheck, Row } from '../types.js';
+import type { CatalogCheck } from '../types.js';
 import { TABLE, remedyText, tableRef, tsmCommand } from '../util.js';
 
-function tooShort(r: Row, min: number): boolean {
+/** One row per session-like column. */
+export interface SessionColumnRow {
+  column: string;
+  type: string;
+  /** n of varchar(n) / char(n) (also through a domain); null for text and other types. */
+  max_length: number | null;
+}
+
+function tooShort(r: SessionColumnRow, min: number): boolean {
   return r.max_length != null && Number(r.max_length) < min;
 }
 
-export const columnsSessionTypes: CatalogCheck = {
+export const columnsSessionTypes: CatalogCheck<SessionColumnRow> = {
   id: 'columns.session-types',
   title: 'Session columns can hold a real session',
   severity: 'fail',

@@ -2,7 +2,15 @@ import type { CatalogCheck } from '../types.js';
 
 const MIN_VERSION_NUM = 130000;
 
-export const connection: CatalogCheck = {
+/** The one row of the connection check. */
+export interface ConnectionRow {
+  server_version: string;
+  server_version_num: number;
+  role: string;
+  database: string;
+}
+
+export const connection: CatalogCheck<ConnectionRow> = {
   id: 'connection',
   title: 'Server reachable and recent enough',
   severity: 'fail',
@@ -18,7 +26,7 @@ export const connection: CatalogCheck = {
        current_user::text                             AS role,
        current_database()::text                       AS database`,
   evaluate(rows) {
-    const r = rows[0] ?? {};
+    const r: Partial<ConnectionRow> = rows[0] ?? {};
     const version = String(r.server_version ?? '?');
     const num = Number(r.server_version_num ?? 0);
     const who = `PostgreSQL ${version.split(' ')[0]}, role ${r.role}, database ${r.database}`;

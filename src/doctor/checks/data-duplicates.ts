@@ -4,7 +4,17 @@ import { plural, remedyText, tableRef, tsmCommand } from '../util.js';
 /** How many duplicated user_ids the detail lists (the worst first). */
 const SHOWN = 5;
 
-export const dataDuplicates: DataCheck = {
+/** The worst duplicated user_ids; every row also carries the totals. */
+export interface DuplicateRow {
+  user_id: string;
+  rows: number;
+  /** user_ids with more than one row. */
+  users: number;
+  /** rows of those user_ids. */
+  total_rows: number;
+}
+
+export const dataDuplicates: DataCheck<DuplicateRow> = {
   id: 'data.duplicates',
   title: 'One row per user_id',
   severity: 'fail',
@@ -32,8 +42,8 @@ export const dataDuplicates: DataCheck = {
   },
   evaluate(rows) {
     if (rows.length === 0) return { status: 'ok', detail: 'none' };
-    const users = Number(rows[0].users);
-    const total = Number(rows[0].total_rows);
+    const users = Number(rows[0]!.users);
+    const total = Number(rows[0]!.total_rows);
     const sorted = [...rows].sort((a, b) => Number(b.rows) - Number(a.rows) || String(a.user_id).localeCompare(String(b.user_id)));
     const worst = sorted.map((r) => `${JSON.stringify(String(r.user_id))} ×${r.rows}`).join(', ');
     const more = users > rows.length ? `, and ${users - rows.length} more` : '';

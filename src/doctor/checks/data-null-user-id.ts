@@ -1,7 +1,12 @@
 import type { DataCheck } from '../types.js';
 import { plural, remedyText, tableRef } from '../util.js';
 
-export const dataNullUserId: DataCheck = {
+/** The count of rows with a NULL user_id. */
+export interface NullUserIdRow {
+  rows: number;
+}
+
+export const dataNullUserId: DataCheck<NullUserIdRow> = {
   id: 'data.null-user-id',
   title: 'Rows without a user_id',
   severity: 'warn',

@@ -1,5 +1,5 @@
 import { qualify } from '../../db/ident.js';
-import type { CatalogCheck, DoctorEnv, Row } from '../types.js';
+import type { CatalogCheck, DoctorEnv } from '../types.js';
 import { TABLE, UNIQUE_INDEX, createUniqueIndexSql, remedyText, tsmCommand } from '../util.js';
 
 /** `CREATE [UNIQUE] INDEX name ON …` → the same with CONCURRENTLY. */
@@ -7,7 +7,18 @@ function concurrently(definition: string): string {
   return definition.replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX CONCURRENTLY ') + ';';
 }
 
-export const indexInvalid: CatalogCheck = {
+/** One row per index on the table. */
+export interface IndexStateRow {
+  index: string;
+  is_valid: boolean;
+  is_ready: boolean;
+  is_live: boolean;
+  /** pg_stat_progress_create_index shows a build of it running. */
+  build_in_progress: boolean;
+  definition: string;
+}
+
+export const indexInvalid: CatalogCheck<IndexStateRow> = {
   id: 'index.invalid',
   title: 'No invalid indexes',
   severity: 'fail',
@@ -49,7 +60,7 @@ export const indexInvalid: CatalogCheck = {
   remedy: (env) => remedyFor([{ index: UNIQUE_INDEX }], env),
 };
 
-function remedyFor(invalid: Row[], env: DoctorEnv): string {
+function remedyFor(invalid: (Pick<IndexStateRow, 'index'> & Partial<IndexStateRow>)[], env: DoctorEnv): string {
   const commands: string[] = [];
   const sql: string[] = [];
   for (const r of invalid) {

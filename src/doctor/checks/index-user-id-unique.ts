@@ -1,5 +1,18 @@
-import type { CatalogCheck, Row } from '../types.js';
+import type { CatalogCheck } from '../types.js';
 import { TABLE, normalizePredicate, uniqueIndexRemedy } from '../util.js';
+
+/** One row per index on the table. */
+export interface IndexRow {
+  index: string;
+  is_unique: boolean;
+  is_valid: boolean;
+  is_ready: boolean;
+  is_immediate: boolean;
+  /** Key columns in order ('(expression)' for an expression key). */
+  keys: string[];
+  /** The partial index's WHERE, or null. */
+  predicate: string | null;
+}
 
 /** The predicate PostgreSQL can prove from `ON CONFLICT (user_id) WHERE user_id IS NOT NULL`. */
 function predicateFits(predicate: string | null): boolean {
@@ -7,8 +20,8 @@ function predicateFits(predicate: string | null): boolean {
 }
 
 /** Why an index on user_id cannot be the arbiter of ON CONFLICT (user_id); null when it can. */
-export function whyNotArbiter(r: Row): string | null {
-  const keys = (r.keys ?? []) as string[];
+export function whyNotArbiter(r: IndexRow): string | null {
+  const keys = r.keys ?? [];
   if (!keys.includes('user_id')) return null; // not about user_id at all
   if (!r.is_unique) return 'not unique';
   if (keys.length !== 1) return `unique on (${keys.join(', ')}), not (user_id) alone`;
@@ -18,12 +31,12 @@ export function whyNotArbiter(r: Row): string | null {
   return null;
 }
 
-export function isArbiter(r: Row): boolean {
-  const keys = (r.keys ?? []) as string[];
+export function isArbiter(r: IndexRow): boolean {
+  const keys = r.keys ?? [];
   return keys.length === 1 && keys[0] === 'user_id' && whyNotArbiter(r) === null;
 }
 
-export const indexUserIdUnique: CatalogCheck = {
+export const indexUserIdUnique: CatalogCheck<IndexRow> = {
   id: 'index.user-id-unique',
   title: 'Unique index on user_id',
   severity: 'fail',

@@ -1,5 +1,5 @@
 import { qualify, quoteIdent } from '../../db/ident.js';
-import type { CatalogCheck, DoctorEnv, Row } from '../types.js';
+import type { CatalogCheck, DoctorEnv } from '../types.js';
 import { FUNCTION, TABLE, remedyText, tableRef } from '../util.js';
 
 interface FunctionPrivilege {
@@ -8,7 +8,17 @@ interface FunctionPrivilege {
   execute: boolean;
 }
 
-function grants(r: Row, env: DoctorEnv): { missing: string[]; sql: string[] } {
+/** The one row: the current role's privileges on the schema, the table and each upsert function. */
+export interface PrivilegesRow {
+  role: string;
+  schema_usage: boolean;
+  can_select: boolean;
+  can_insert: boolean;
+  can_update: boolean;
+  functions: FunctionPrivilege[];
+}
+
+function grants(r: PrivilegesRow, env: DoctorEnv): { missing: string[]; sql: string[] } {
   const role = quoteIdent(String(r.role));
   const missing: string[] = [];
   const sql: string[] = [];
@@ -16,12 +26,13 @@ function grants(r: Row, env: DoctorEnv): { missing: string[]; sql: string[] } {
     missing.push(`USAGE on schema ${env.schema}`);
     sql.push(`GRANT USAGE ON SCHEMA ${quoteIdent(env.schema)} TO ${role};`);
   }
-  const table = (['SELECT', 'INSERT', 'UPDATE'] as const).filter((p) => !r[`can_${p.toLowerCase()}`]);
+  const has = { SELECT: r.can_select, INSERT: r.can_insert, UPDATE: r.can_update };
+  const table = (['SELECT', 'INSERT', 'UPDATE'] as const).filter((p) => !has[p]);
   if (table.length > 0) {
     missing.push(`${table.join(', ')} on ${TABLE}`);
     sql.push(`GRANT ${table.join(', ')} ON ${tableRef(env)} TO ${role};`);
   }
-  for (const f of (r.functions ?? []) as FunctionPrivilege[]) {
+  for (const f of r.functions ?? []) {
     if (f.execute) continue;
     missing.push(`EXECUTE on ${FUNCTION}(${f.args})`);
     sql.push(`GRANT EXECUTE ON FUNCTION ${qualify(env.schema, FUNCTION)}(${f.args}) TO ${role};`);
@@ -29,7 +40,7 @@ function grants(r: Row, env: DoctorEnv): { missing: string[]; sql: string[] } {
   return { missing, sql };
 }
 
-export const privileges: CatalogCheck = {
+export const privileges: CatalogCheck<PrivilegesRow> = {
   id: 'privileges',
   title: 'Current role can save sessions',
   severity: 'fail',
@@ -61,7 +72,7 @@ export const privileges: CatalogCheck = {
     const r = rows[0];
     if (!r) return { status: 'skipped', detail: 'the table is gone' };
     const { missing, sql } = grants(r, env);
-    const fns = ((r.functions ?? []) as FunctionPrivilege[]).length;
+    const fns = (r.functions ?? []).length;
     if (missing.length === 0) {
       return {
         status: 'ok',

@@ -1,4 +1,4 @@
-import type { CatalogCheck, Facts, Row } from '../types.js';
+import type { CatalogCheck, Facts } from '../types.js';
 import { TABLE, remedyText, shownIdent, shownTable, tsmCommand } from '../util.js';
 
 const KINDS: Record<string, string> = {
@@ -14,18 +14,26 @@ const KINDS: Record<string, string> = {
   t: 'TOAST table',
 };
 
+/** The one row of the table check (relkind and columns are null when there is no such relation). */
+export interface TableRow {
+  schema_exists: boolean;
+  relkind: string | null;
+  estimated_rows: number | null;
+  columns: string[] | null;
+}
+
 /** The runner reads the facts other checks depend on from this check's one row. */
-export function factsFrom(rows: Row[]): Facts {
-  const r = rows[0] ?? {};
+export function factsFrom(rows: TableRow[]): Facts {
+  const r: Partial<TableRow> = rows[0] ?? {};
   const tableExists = r.relkind === 'r' || r.relkind === 'p';
   return {
     schemaExists: r.schema_exists === true,
     tableExists,
-    columns: tableExists && Array.isArray(r.columns) ? (r.columns as string[]) : [],
+    columns: tableExists && Array.isArray(r.columns) ? r.columns : [],
   };
 }
 
-export const table: CatalogCheck = {
+export const table: CatalogCheck<TableRow> = {
   id: 'table',
   title: 'telegram_sessions exists',
   severity: 'fail',
@@ -45,21 +53,21 @@ export const table: CatalogCheck = {
   LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = s.nspname
   LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = '${TABLE}'`,
   evaluate(rows, env) {
-    const r = rows[0] ?? {};
+    const r: Partial<TableRow> = rows[0] ?? {};
     const name = shownTable(env);
     if (r.schema_exists !== true) {
       return { status: 'fail', detail: `schema ${shownIdent(env.schema)} does not exist` };
     }
     if (r.relkind == null) return { status: 'fail', detail: `${name} does not exist` };
     if (r.relkind !== 'r' && r.relkind !== 'p') {
-      const kind = KINDS[r.relkind as string] ?? `relation of kind '${r.relkind}'`;
+      const kind = KINDS[r.relkind] ?? `relation of kind '${r.relkind}'`;
       return {
         status: 'fail',
         detail: `${name} is a ${kind}, not a table`,
         remedy: `rename or drop the ${kind} ${name}, then run ${tsmCommand(env, 'migrate up')}`,
       };
     }
-    const columns = (r.columns as string[]).length;
+    const columns = (r.columns ?? []).length;
     const estimate = Number(r.estimated_rows);
     const rowsText = estimate >= 0 ? `, about ${estimate.toLocaleString('en-US')} rows (planner estimate)` : '';
     return { status: 'ok', detail: `${name}: ${columns} columns${rowsText}` };

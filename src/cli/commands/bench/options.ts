@@ -1,0 +1,34 @@
+/** `tsm bench`: its typed options, parsed from the command line (defaults: flags.ts). */
+import { UsageError } from '../../../errors.js';
+import { parseChoice, parseDuration, parseIntStrict } from '../../../parse.js';
+import { MAX_SESSION_LENGTH } from '../../../store/session-string.js';
+import { VIAS, type Via } from '../../../store/via.js';
+import { optionValue, type CommandArgs } from '../../options.js';
+import { BENCH_OPTIONS } from './flags.js';
+
+export interface BenchCommandOptions {
+  clients: number;
+  durationMs: number;
+  users: number;
+  length: number;
+  via: Via;
+}
+
+/** `10` (seconds), or a duration with a unit: `500ms`, `30s`, `2m`. At most one hour. */
+export function parseBenchDuration(raw: unknown): number {
+  const text = String(raw ?? '').trim();
+  const ms = /^\d+$/.test(text) ? parseIntStrict('--duration', text, 1, 3600) * 1000 : parseDuration('--duration', text);
+  if (ms < 100 || ms > 3_600_000) throw new UsageError(`--duration: '${text}' is out of range (100ms … 1 hour)`);
+  return ms;
+}
+
+export function parseBenchOptions(args: CommandArgs): BenchCommandOptions {
+  const value = (key: keyof typeof BENCH_OPTIONS): unknown => optionValue(BENCH_OPTIONS, args.options, key);
+  return {
+    clients: parseIntStrict('--clients', value('clients'), 1, 256),
+    durationMs: parseBenchDuration(value('duration')),
+    users: parseIntStrict('--users', value('users'), 1, 1_000_000),
+    length: parseIntStrict('--length', value('length'), 1, MAX_SESSION_LENGTH),
+    via: parseChoice('--via', value('via'), VIAS),
+  };
+}

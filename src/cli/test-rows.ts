@@ -1,0 +1,236 @@
+/**
+ * What test-write and bench share: the rows a run creates (TestRows: their own tenant and a
+ * user-id prefix with a random run id, e.g. `tsm-test:3f9c2a1b:7`; every id handed out is
+ * remembered, and removal deletes exactly those ids within that tenant, so a run never touches a
+ * row it did not create), and the run around them (openWriteRun: an admin connection, a pool for
+ * the writes, and ONE cleanup that closes the pool after the writes in flight and removes the rows,
+ * registered on the CLI's cleanup stack so Ctrl-C runs the same code).
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { Client, ClientBase, Pool } from 'pg';
+import type { ConnectionSettings } from '../config.js';
+import { classifyError } from '../db/classify.js';
+import { connect } from '../db/connect.js';
+import { qualify, quoteLiteral } from '../db/ident.js';
+import type { SessionStore } from '../store/store.js';
+import type { Cleanups } from './cleanup.js';
+
+const BATCH = 10_000;
+
+export class TestRows {
+  readonly runId = randomBytes(4).toString('hex');
+  readonly prefix: string;
+  private readonly ids: string[] = [];
+
+  constructor(
+    readonly tenant: string,
+    readonly schema: string,
+  ) {
+    this.prefix = `${tenant}:${this.runId}:`;
+  }
+
+  /** A fresh user id of this run. */
+  next(): string {
+    const id = `${this.prefix}${this.ids.length + 1}`;
+    this.ids.push(id);
+    return id;
+  }
+
+  /** All user ids handed out so far. */
+  all(): readonly string[] {
+    return this.ids;
+  }
+
+  /** Copy-paste SQL that removes this run's rows (for messages when tsm could not). */
+  deleteSql(): string {
+    return (
+      `DELETE FROM ${qualify(this.schema, 'telegram_sessions')} WHERE tenant_id = ${quoteLiteral(this.tenant)} ` +
+      `AND user_id LIKE ${quoteLiteral(this.prefix + '%')};`
+    );
+  }
+
+  /** Deletes this run's rows (by exact user id, within the test tenant); returns how many. */
+  async remove(db: ClientBase | Pool): Promise<number> {
+    let removed = 0;
+    for (let i = 0; i < this.ids.length; i += BATCH) {
+      const r = await db.query(
+        `DELETE FROM ${qualify(this.schema, 'telegram_sessions')} WHERE tenant_id = $1 AND user_id = ANY($2::varchar[])`,
+        [this.tenant, this.ids.slice(i, i + BATCH)],
+      );
+      removed += r.rowCount ?? 0;
+    }
+    return removed;
+  }
+
+  /** Rows per user id for the given ids (0 for an id with no row), in that order. */
+  static async counts(db: ClientBase | Pool, schema: string, ids: readonly string[]): Promise<number[]> {
+    if (ids.length === 0) return [];
+    const r = await db.query<{ n: number }>(
+      `SELECT (SELECT count(*)::int FROM ${qualify(schema, 'telegram_sessions')} t WHERE t.user_id = u.id) AS n
+         FROM unnest($1::varchar[]) WITH ORDINALITY AS u(id, ord) ORDER BY u.ord`,
+      [ids],
+    );
+    return r.rows.map((x) => x.n);
+  }
+}
+
+/** No table or no schema: then no row of ours can exist either. */
+export const NOTHING_THERE = new Set(['42P01', '3F000']);
+
+export interface WriteRunOptions {
+  settings: ConnectionSettings;
+  schema: string;
+  /** The run's own tenant ('tsm-test', 'tsm-bench'). */
+  tenant: string;
+  /** For messages: 'test' → "the test rows". */
+  label: string;
+  /** Size of the pool the writes go through. */
+  connections: number;
+  idleTimeoutMillis: number;
+  /** --keep: leave the rows (the cleanup then only closes connections). */
+  keep: boolean;
+  cleanups: Cleanups;
+}
+
+export interface Finished {
+  /** Rows removed (null when kept or when removal failed). */
+  removed: number | null;
+  /** Why removal failed, one line (null when it did not). */
+  cleanupError: string | null;
+  /** One line for the end of the output: 'test rows removed', '… kept', 'could not remove …'. */
+  note: string;
+}
+
+export interface WriteRun {
+  readonly admin: Client;
+  readonly pool: Pool;
+  readonly rows: TestRows;
+  readonly store: SessionStore;
+  /** Call when a row of ours may exist (a save succeeded, or a connection broke with the outcome unknown). */
+  wrote(): void;
+  /** Closes the store and the pool (after the writes in flight), removes the rows, closes admin. Once. */
+  finish(): Promise<Finished>;
+}
+
+/** The backend pids of a pool's connections (for the emergency cancel). */
+function trackPids(pool: Pool): Set<number> {
+  const pids = new Set<number>();
+  pool.on('connect', (c) => {
+    // pg keeps the backend pid on the client (from BackendKeyData); it is not in the typings.
+    const pid = (c as unknown as { processID: number | null }).processID;
+    if (pid) pids.add(pid);
+  });
+  return pids;
+}
+
+/** Deletes the run's rows on `admin`; a broken admin connection gets one fresh try. */
+async function removeRows(admin: Client, settings: ConnectionSettings, rows: TestRows): Promise<number> {
+  if (rows.all().length === 0) return 0;
+  try {
+    return await rows.remove(admin);
+  } catch (err) {
+    const c = classifyError(err);
+    if (c.sqlstate !== null && NOTHING_THERE.has(c.sqlstate)) return 0;
+    if (c.code !== 'connection_error') throw err;
+    const fresh = await connect(settings);
+    try {
+      return await rows.remove(fresh);
+    } finally {
+      await fresh.end().catch(() => {});
+    }
+  }
+}
+
+/** Last resort (cleanup too slow, or a second Ctrl-C): cancel our statements, delete our rows, on a fresh connection. */
+async function emergencyCleanup(settings: ConnectionSettings, pids: Set<number>, rows: TestRows, keep: boolean): Promise<void> {
+  const c = new pg.Client({ ...settings.pg, connectionTimeoutMillis: 3000 });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    await c.query(`SET statement_timeout = '5s'`);
+    if (pids.size > 0) await c.query('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [[...pids]]);
+    if (!keep) await rows.remove(c);
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/**
+ * Connects the admin client (ConnectError, exit 3, when the server cannot be reached), makes the
+ * pool and the store, and registers the run's cleanup. The caller does its writes, then awaits
+ * finish() on every path; Ctrl-C runs the same finish() through the cleanup stack.
+ */
+export async function openWriteRun(o: WriteRunOptions, makeStore: (pool: Pool, wrote: () => void) => Promise<SessionStore> | SessionStore): Promise<WriteRun> {
+  const admin = await connect(o.settings);
+  admin.on('error', () => {});
+  const rows = new TestRows(o.tenant, o.schema);
+  const pool = new pg.Pool({ ...o.settings.pg, max: o.connections, idleTimeoutMillis: o.idleTimeoutMillis });
+  pool.on('error', () => {});
+  const pids = trackPids(pool);
+  let wrote = false;
+  const markWrote = (): void => {
+    wrote = true;
+  };
+  let store: SessionStore;
+  try {
+    store = await makeStore(pool, markWrote);
+  } catch (err) {
+    await pool.end().catch(() => {});
+    await admin.end().catch(() => {});
+    throw err;
+  }
+  const what = `${o.label} rows`;
+
+  let finishing: Promise<Finished> | undefined;
+  const finish = (): Promise<Finished> =>
+    (finishing ??= (async (): Promise<Finished> => {
+      // After the writes in flight have finished (pool.end waits for them).
+      await store.close();
+      await pool.end().catch(() => {});
+      let removed: number | null = null;
+      let cleanupError: string | null = null;
+      if (!o.keep) {
+        try {
+          removed = wrote ? await removeRows(admin, o.settings, rows) : 0;
+        } catch (err) {
+          const c = classifyError(err);
+          cleanupError = `${c.code}${c.sqlstate ? ` (${c.sqlstate})` : ''}: ${c.message.split('\n')[0]}`;
+        }
+      }
+      await admin.end().catch(() => {});
+      const note = o.keep
+        ? `${what} kept (${rows.all().length} user ids ${rows.prefix}*)`
+        : cleanupError
+          ? `could not remove the ${what} (${cleanupError}); remove them with: ${rows.deleteSql()}`
+          : `${what} removed`;
+      return { removed, cleanupError, note };
+    })());
+
+  const handle = o.cleanups.push({
+    what: o.keep ? 'stopping' : `stopping; removing the ${what}`,
+    run: async () => (await finish()).note,
+    emergencyWhat: 'cancelling our queries',
+    emergency: () =>
+      emergencyCleanup(o.settings, pids, rows, o.keep).then(
+        () => (o.keep ? `${what} kept` : `${what} removed`),
+        (err: unknown) => {
+          const c = classifyError(err);
+          return `could not remove the ${what} (${c.code}: ${c.message.split('\n')[0]}); remove them with: ${rows.deleteSql()}`;
+        },
+      ),
+  });
+
+  return {
+    admin,
+    pool,
+    rows,
+    store,
+    wrote: markWrote,
+    finish: async () => {
+      const f = await finish();
+      handle.release();
+      return f;
+    },
+  };
+}

@@ -1,0 +1,81 @@
+/**
+ * The two ways a session is written (`via`):
+ * - `function`: `SELECT <schema>.upsert_telegram_session($1 … $7)`, the fixed schema's function;
+ * - `statement`: the `INSERT … ON CONFLICT (user_id) WHERE user_id IS NOT NULL DO UPDATE` that
+ *   applications send directly. It never moves a row to another tenant: the update is guarded by
+ *   `WHERE t.tenant_id = EXCLUDED.tenant_id`, and no row back means tenant_mismatch.
+ *
+ * The statement writes auth_error / error_details only when the caller gives them (null clears
+ * them). That is the application's statement as it was before the fix, which is what makes it
+ * fail on the incident's schema with 42P10 (no unique index) rather than 42703 (no auth_error).
+ */
+import { createHash } from 'node:crypto';
+import { qualify } from '../db/ident.js';
+
+import type { Via } from './via.js';
+
+export { VIAS, type Via } from './via.js';
+
+export interface UpsertRow {
+  tenantId: string;
+  userId: string;
+  sessionStringEnc: string;
+  keyId: string | null;
+  status: string;
+  /** undefined: not written by `statement` (the function sets NULL); null: cleared. */
+  authError?: string | null;
+  errorDetails?: string | null;
+}
+
+export interface UpsertQuery {
+  /** Prepared-statement name (per schema and shape), or undefined for an unnamed statement. */
+  name: string | undefined;
+  text: string;
+  values: unknown[];
+}
+
+const texts = new Map<string, { name: string; text: string }>();
+
+function cached(key: string, build: () => string): { name: string; text: string } {
+  let hit = texts.get(key);
+  if (!hit) {
+    const text = build();
+    const digest = createHash('sha256').update(text).digest('hex').slice(0, 16);
+    hit = { name: `tsm_upsert_${digest}`, text };
+    texts.set(key, hit);
+  }
+  return hit;
+}
+
+export function functionSql(schema: string): string {
+  return (
+    `SELECT ${qualify(schema, 'upsert_telegram_session')}` +
+    `($1::varchar, $2::varchar, $3::text, $4::varchar, $5::varchar, $6::text, $7::text) AS id`
+  );
+}
+
+export function statementSql(schema: string, withDiagnostics: boolean): string {
+  const cols = ['tenant_id', 'user_id', 'session_string_enc', 'key_id', 'status'];
+  if (withDiagnostics) cols.push('auth_error', 'error_details');
+  const updated = cols.filter((c) => c !== 'tenant_id' && c !== 'user_id');
+  return [
+    `INSERT INTO ${qualify(schema, 'telegram_sessions')} AS t (${cols.join(', ')})`,
+    `VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')})`,
+    `ON CONFLICT (user_id) WHERE user_id IS NOT NULL DO UPDATE`,
+    `SET ${updated.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}, updated_at = now()`,
+    `WHERE t.tenant_id = EXCLUDED.tenant_id`,
+    `RETURNING id`,
+  ].join('\n');
+}
+
+export function upsertQuery(schema: string, via: Via, row: UpsertRow, prepared = true): UpsertQuery {
+  const base = [row.tenantId, row.userId, row.sessionStringEnc, row.keyId, row.status];
+  if (via === 'function') {
+    const q = cached('f' + schema, () => functionSql(schema));
+    return { name: prepared ? q.name : undefined, text: q.text, values: [...base, row.authError ?? null, row.errorDetails ?? null] };
+  }
+  const diag = row.authError !== undefined || row.errorDetails !== undefined;
+  const q = cached((diag ? 'd' : 's') + schema, () => statementSql(schema, diag));
+  const values = diag ? [...base, row.authError ?? null, row.errorDetails ?? null] : base;
+  return { name: prepared ? q.name : undefined, text: q.text, values };
+}

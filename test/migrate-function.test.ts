@@ -103,7 +103,9 @@ describe('upsert_telegram_session installed by tsm migrate', () => {
       assert.equal(r.ids.size, 1, `round ${round}: every call returned the same id`);
       overlaps.push(r.overlap);
       // The race really happened: calls were inside their transactions at the same time.
-      assert.ok(r.overlap >= 2, `round ${round}: the calls never overlapped on the server (at most ${r.overlap} at once)`);
+      // With the 20 ms transactions the calls must overlap; without, a loaded 2-core machine may
+      // run them nearly one after the other (the count is still reported below).
+      if (hold > 0) assert.ok(r.overlap >= 2, `round ${round}: the calls never overlapped on the server (at most ${r.overlap} at once)`);
     }
     t.diagnostic(`most calls inside the function at once, per round: ${overlaps.join(', ')}`);
   });

@@ -75,7 +75,7 @@ describe('options: one table per command', () => {
   it('the parsers apply the same defaults when an option is absent (how tsm demo runs each step)', () => {
     const none = { positional: [], options: {} };
     assert.deepEqual(parseDoctorOptions(none), { explain: undefined, minSessionLength: 4096, failOn: 'fail' });
-    assert.deepEqual(parseDedupeOptions(none), { keep: 'newest', batchSize: 500, dryRun: false });
+    assert.deepEqual(parseDedupeOptions(none), { keep: 'newest', batchSize: undefined, batchTimeMs: 50, lockTimeoutMs: 5000, dryRun: false });
     assert.deepEqual(parseTestWriteOptions(none), { lengths: [68, 268, 800], concurrency: 8, rounds: 20, via: 'function', keep: false, metricsPath: undefined });
     const m = migrateOptions({ positional: [undefined], options: {} });
     assert.deepEqual([m.lockTimeoutMs, m.lockWaitMs, m.count], [5000, 60_000, undefined]);

@@ -1,23 +1,35 @@
 /**
- * The dedupe run: plan (which user_ids have duplicates) → batches (one transaction each: lock the
- * planned rows, then move all but the kept one per user_id into the archive) → passes until no
- * duplicate is left (or the application keeps rows busy) → counts and a row-by-row check.
+ * The dedupe run: check the server can be written → describe the table → make the archive fit
+ * → plan (one scan: the addresses of every duplicated user_id's rows) → batches (one short
+ * transaction each, sized by time: rank the planned rows of some user_ids, move all but the kept
+ * one per user_id into the archive) → a counting scan; another pass while duplicates are left
+ * (rows the application changed or kept busy meanwhile) → counts and a row-by-row check.
+ *
+ * Nothing depends on the server session: every transaction sets what it needs with SET LOCAL,
+ * and two runs keep out of each other's way with a transaction-level advisory lock taken by each
+ * batch. So dedupe works the same on a direct connection and through PgBouncer in session or
+ * transaction mode, and hands the caller's connection back as it was.
  */
 import type { Client } from 'pg';
-import { classifyError } from '../db/classify.js';
-import { retry, sleep, type RetryPolicy } from '../db/retry.js';
+import { qualify, quoteIdent } from '../db/ident.js';
+import { backoffDelay, sleep, type RetryPolicy } from '../db/retry.js';
+import { readOnlyReason, readServerState } from '../db/server.js';
 import { FailError } from '../errors.js';
 import { tsmCommand } from '../report/shell.js';
-import { ARCHIVE, TABLE, columnsOf, describeTable, ensureArchive, type TableShape } from './shape.js';
+import { READ_TX, Session, sqlstateOf, type TxSettings } from './session.js';
+import { ARCHIVE, TABLE, archiveDdl, columnsOf, describeTable, type Leaf, type TableShape } from './shape.js';
 import {
-  LOCK_HOLDER_SQL,
-  TRY_LOCK_SQL,
-  UNLOCK_SQL,
+  LOCK_KEY_SQL,
+  TABLE_BLOCKERS_SQL,
   archiveCountSql,
   countsSql,
-  lockSql,
+  leafRef,
+  listSql,
+  moveSkipLockedSql,
   moveSql,
   planSql,
+  rowCountSql,
+  tryLockSql,
   verifySql,
   type KeepPolicy,
 } from './sql.js';
@@ -27,18 +39,45 @@ export type { KeepPolicy };
 export interface DedupeOptions {
   schema: string;
   keep: KeepPolicy;
-  /** user_ids per transaction. */
-  batchSize: number;
+  /** A fixed number of user_ids per batch. Default: batches sized by time (`batchTargetMs`). */
+  batchSize?: number;
+  /** How long one batch transaction should take, in ms: its row locks are held that long. Default 50. */
+  batchTargetMs?: number;
+  /** How long a batch waits for its table locks (ROW EXCLUSIVE) before it is retried, in ms. Default 5000. */
+  lockTimeoutMs?: number;
   dryRun: boolean;
   /** How many plan → move rounds at most (rows busy in the application are retried in the next). */
   maxPasses?: number;
-  /** Progress lines (stderr in the CLI). */
-  log?: (line: string) => void;
+  /** Lines worth keeping (a pass done, a retry); `warn` for what a user should see even without a terminal. */
+  log?: (line: string, level?: 'info' | 'warn') => void;
+  /** Called as the run goes (a scan starts, after every batch): for a progress line. */
+  onProgress?: (p: DedupeProgress) => void;
   /**
    * Stops the run between batches (each batch is one transaction: committed or not at all) and
    * cuts retry pauses short; the run then throws a FailError saying what was moved.
    */
   signal?: AbortSignal;
+}
+
+export type DedupePhase = 'scanning' | 'moving' | 'verifying';
+
+export interface DedupeProgress {
+  phase: DedupePhase;
+  pass: number;
+  /** Rows this pass set out to move (the plan's excess rows). */
+  planned: number;
+  movedThisPass: number;
+  /** Rows moved by this run so far. */
+  moved: number;
+  batches: number;
+  /** Since the phase began. */
+  elapsedMs: number;
+  /**
+   * The server process running the current long read (a scan, the check), only on a direct
+   * connection (through a pooler that pid may serve someone else a moment later): a caller
+   * that stops the run may cancel it with pg_cancel_backend.
+   */
+  backendPid: number | null;
 }
 
 /** One duplicated user_id as planned: ids[0] is the row that would be kept. */
@@ -74,7 +113,7 @@ export interface Conservation {
   rows_archived: number;
   /** rows_after + rows_archived − rows_before: rows others added (+) or removed (−) meanwhile. */
   difference: number;
-  /** The archive grew by exactly the rows archived. */
+  /** The archive grew by exactly the rows archived (more: another dedupe moved rows meanwhile). */
   archive_grew_by: number;
 }
 
@@ -93,7 +132,14 @@ export interface DedupeReport {
   archive: string;
   dry_run: boolean;
   keep: KeepPolicy;
-  batch_size: number;
+  /** The fixed user_ids per batch, or null when batches were sized by time. */
+  batch_size: number | null;
+  /** The time one batch was sized to take (ms). */
+  batch_target_ms: number;
+  /** The partitioning (e.g. `HASH (user_id)`), or null for a plain table. */
+  partition_key: string | null;
+  /** The columns that identify a moved row in the row-by-row check. */
+  row_key: string[];
   before: Counts;
   /** --dry-run: every duplicated user_id, the row that would be kept, the ids that would move. */
   would_move: PlannedUser[] | null;
@@ -101,8 +147,13 @@ export interface DedupeReport {
   /** Rows moved into the archive by this run. */
   archived: number;
   batches: number;
+  /** The longest and the median batch transaction from its first row lock to COMMIT (ms): how long tsm held row locks. */
+  longest_batch_ms: number;
+  median_batch_ms: number;
+  /** Batches that met a row the application held and were run again, skipping busy rows. */
+  batches_retried: number;
   passes: number;
-  /** Planned rows skipped because the application held a lock on them at that moment (retried). */
+  /** Planned rows not moved in their pass (changed or busy in the application at that moment; the next pass looks again). */
   skipped_busy: number;
   moved: MovedUser[];
   /** DDL run on the archive table (created, or columns added). */
@@ -110,136 +161,134 @@ export interface DedupeReport {
   conservation: Conservation | null;
   verification: Verification | null;
   duplicates_remaining: number;
+  elapsed_ms: number;
   ok: boolean;
 }
 
 const DEFAULT_PASSES = 5;
-/** A batch that hit a lock timeout, a deadlock or a serialization failure: 5 attempts, 100 ms … 800 ms apart. */
-const BATCH_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 100, maxDelayMs: 800, jitter: 'none' };
+export const DEFAULT_BATCH_TARGET_MS = 50;
+export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
+/** The longest a batch may wait for a row the application holds before it is redone skipping busy rows. */
+const ROW_WAIT_MS = 50;
+/** A batch statement that runs this long is stopped and its user_ids retried in smaller batches. */
+const BATCH_STATEMENT_MS = 5000;
+/** A batch's transaction: never idle for long (a frozen tsm, e.g. Ctrl-Z, must not keep row locks). */
+const BATCH_IDLE_MS = 10_000;
+/** A batch that failed on a lock timeout, a deadlock, a serialization failure or its statement timeout: 6 attempts, 50 ms … 800 ms apart. */
+const BATCH_RETRY: RetryPolicy = { attempts: 6, baseDelayMs: 50, maxDelayMs: 800, jitter: 'equal' };
+/** How long a batch waits in all for another dedupe's batch (the advisory lock) before giving up. */
+const OTHER_RUN_WAIT_MS = 60_000;
+const MAX_USERS_PER_BATCH = 50_000;
+const FIRST_BATCH_USERS = 64;
 
-function chunks<T>(items: T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
-interface PlanRow {
-  user_id: string;
-  rows: number;
-  ids: string[];
-}
-
-async function fetchPlan(client: Client, shape: TableShape, keep: KeepPolicy): Promise<PlanRow[]> {
-  return (await client.query<PlanRow>(planSql(shape, keep))).rows;
-}
-
-async function archiveRows(client: Client, shape: TableShape): Promise<number> {
-  if ((await columnsOf(client, shape.schema, ARCHIVE)).length === 0) return 0;
-  return Number((await client.query<{ rows: string }>(archiveCountSql(shape))).rows[0]!.rows);
-}
-
-/** Counts, the archive's size and (when asked) the plan, from one snapshot. */
-async function snapshot(client: Client, shape: TableShape, keep: KeepPolicy, withPlan: boolean): Promise<{ counts: Counts; plan: PlanRow[] }> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
-    const c = (await client.query<{ rows: string; duplicate_users: string; excess_rows: string }>(countsSql(shape))).rows[0]!;
-    const archive_rows = await archiveRows(client, shape);
-    const plan = withPlan && Number(c.duplicate_users) > 0 ? await fetchPlan(client, shape, keep) : [];
-    await client.query('COMMIT');
-    return {
-      counts: { rows: Number(c.rows), duplicate_users: Number(c.duplicate_users), excess_rows: Number(c.excess_rows), archive_rows },
-      plan,
-    };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
+/** Batch sizes: fixed, or by time (the cost per user_id measured, smoothed, and the next batch sized to the target). */
+export class BatchSizer {
+  private perUserMs: number | undefined;
+  size: number;
+  constructor(
+    private readonly targetMs: number,
+    private readonly fixed?: number,
+  ) {
+    this.size = fixed ?? FIRST_BATCH_USERS;
+  }
+  observe(users: number, ms: number): void {
+    if (this.fixed !== undefined || users <= 0) return;
+    const cost = Math.max(ms, 0.05) / users;
+    this.perUserMs = this.perUserMs === undefined ? cost : 0.5 * this.perUserMs + 0.5 * cost;
+    const want = Math.max(1, Math.floor(this.targetMs / this.perUserMs));
+    // Move towards it, at most 4× up or down per batch (one slow or fast batch is not a trend).
+    const lo = Math.max(1, Math.floor(this.size / 4));
+    const hi = Math.min(MAX_USERS_PER_BATCH, this.size * 4);
+    this.size = Math.max(lo, Math.min(hi, want));
+  }
+  shrink(): void {
+    this.size = Math.max(1, Math.floor(this.size / 2));
   }
 }
 
-interface BatchOutcome {
-  moved: { id: string; user_id: string; kept_id: string }[];
-  planned: number;
-  locked: number;
+/** One duplicated user_id in a pass's plan: where its rows are. */
+interface PlanUser {
+  leaf: number;
+  tids: string[];
 }
 
-/** One batch = one transaction: lock (SKIP LOCKED), then move in one statement; retried when retryable. */
-async function moveBatch(client: Client, shape: TableShape, keep: KeepPolicy, ids: string[], signal: AbortSignal | undefined): Promise<BatchOutcome> {
-  const lock = lockSql(shape);
-  const move = moveSql(shape, keep);
-  return retry(
-    async () => {
-      try {
-        await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-        const locked = (await client.query<{ id: string }>(lock, [ids])).rows.map((r) => r.id);
-        const moved = locked.length < 2 ? [] : (await client.query<BatchOutcome['moved'][number]>(move, [locked])).rows;
-        await client.query('COMMIT');
-        return { moved, planned: ids.length, locked: locked.length };
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw err;
-      }
-    },
-    {
-      policy: BATCH_RETRY,
-      retryOn: (err) => {
-        const c = classifyError(err);
-        return c.retryable && c.code !== 'connection_error';
-      },
-      ...(signal ? { signal } : {}),
-    },
-  );
+interface Scan {
+  counts: Counts;
+  plan: PlanUser[];
 }
 
-/** Between two batches: stop when the run was aborted (nothing is half-moved at that point). */
-function stopIfAborted(signal: AbortSignal | undefined, report: DedupeReport, movedThisPass = 0): void {
-  if (!signal?.aborted) return;
-  const moved = report.archived + movedThisPass;
-  throw new FailError(
-    `dedupe stopped before batch ${report.batches + 1}: ${moved} row${moved === 1 ? '' : 's'} moved into ${ARCHIVE} so far; ` +
-      `each batch is one transaction, so no row is half-moved; run ${tsmCommand(report.schema, 'dedupe')} again`,
-  );
+const TID = /\(\d+,\d+\)/g;
+
+function parsePlan(rows: { plan: string }[], shape: TableShape): PlanUser[] {
+  const single = shape.partitionKey === null ? shape.leaves[0]!.oid : null;
+  return rows.map(({ plan }) => {
+    if (single !== null) return { leaf: single, tids: plan.match(TID) ?? [] };
+    const colon = plan.indexOf(':');
+    return { leaf: Number(plan.slice(0, colon)), tids: plan.slice(colon + 1).match(TID) ?? [] };
+  });
 }
 
-async function takeLock(client: Client, schema: string): Promise<void> {
-  const { rows } = await client.query<{ locked: boolean }>(TRY_LOCK_SQL, [schema]);
-  if (rows[0]?.locked) return;
-  const holder = (await client.query<{ pid: number }>(LOCK_HOLDER_SQL, [schema])).rows[0];
-  const who = holder ? ` (backend pid ${holder.pid})` : '';
-  throw new FailError(`another tsm dedupe is running on schema ${schema}${who}: wait for it to finish, then run ${tsmCommand(schema, 'dedupe')} again`);
-}
+const plural = (n: number, one: string, many = one + 's'): string => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
 
 /**
  * Runs dedupe on `client`, a connection of the caller's: it is handed back outside any
- * transaction, with its own lock_timeout. Throws FailError for a refusal (another dedupe running,
- * an unusable table, an aborted run) and the driver's error for a database failure.
+ * transaction with its settings untouched. Throws FailError for a refusal (a read-only server,
+ * an unusable table, another dedupe holding the lock too long, an aborted run) and the driver's
+ * error for a database failure (a connection lost because of a server timeout is reported as
+ * the server's own error, naming it).
  */
 export async function dedupe(client: Client, opts: DedupeOptions): Promise<DedupeReport> {
-  const was = (await client.query<{ v: string }>(`SELECT current_setting('lock_timeout') AS v`)).rows[0]!.v;
-  // A DDL or LOCK TABLE held by someone else must not make us (and everyone queued behind us) wait long.
-  await client.query(`SET lock_timeout = '5s'`);
+  const session = new Session(client);
   try {
-    return await run(client, opts);
+    return await run(session, opts);
   } finally {
-    await client.query(`SELECT set_config('lock_timeout', $1, false)`, [was]).catch(() => {});
+    session.dispose();
   }
 }
 
-async function run(client: Client, opts: DedupeOptions): Promise<DedupeReport> {
+async function archiveRows(session: Session, shape: TableShape): Promise<number> {
+  if ((await columnsOf(session.client, shape.schema, ARCHIVE)).length === 0) return 0;
+  return Number((await session.query<{ rows: string }>(archiveCountSql(shape))).rows[0]!.rows);
+}
+
+async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport> {
+  const started = Date.now();
   const log = opts.log ?? (() => {});
-  const { keep, batchSize } = opts;
-  const shape = await describeTable(client, opts.schema);
+  const progress = opts.onProgress ?? (() => {});
+  const { keep, signal } = opts;
+  const targetMs = opts.batchTargetMs ?? DEFAULT_BATCH_TARGET_MS;
+  const lockTimeoutMs = opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+
+  // Before anything: a read-only server (a hot standby, default_transaction_read_only) is refused
+  // up front with nothing done; --dry-run only reads and works there.
+  const server = await readServerState(session.client);
+  if (!opts.dryRun) {
+    const why = readOnlyReason(server);
+    if (why !== null) {
+      throw new FailError(why, { code: 'read_only', data: { in_recovery: server.inRecovery, default_transaction_read_only: server.defaultReadOnly } });
+    }
+  }
+  const direct = !server.proxied;
+  const shape = await session.transaction(READ_TX, () => describeTable(session.client, opts.schema));
+
   const report: DedupeReport = {
     schema: opts.schema,
     table: TABLE,
     archive: ARCHIVE,
     dry_run: opts.dryRun,
     keep,
-    batch_size: batchSize,
+    batch_size: opts.batchSize ?? null,
+    batch_target_ms: targetMs,
+    partition_key: shape.partitionKey,
+    row_key: shape.rowKey.map((c) => c.name),
     before: { rows: 0, duplicate_users: 0, excess_rows: 0, archive_rows: 0 },
     would_move: null,
     after: null,
     archived: 0,
     batches: 0,
+    longest_batch_ms: 0,
+    median_batch_ms: 0,
+    batches_retried: 0,
     passes: 0,
     skipped_busy: 0,
     moved: [],
@@ -247,93 +296,285 @@ async function run(client: Client, opts: DedupeOptions): Promise<DedupeReport> {
     conservation: null,
     verification: null,
     duplicates_remaining: 0,
+    elapsed_ms: 0,
     ok: false,
   };
 
+  /** A long read in its own snapshot, announced (with the backend's pid on a direct connection) before it starts. */
+  const readTx = async <T>(phase: DedupePhase, fn: () => Promise<T>, pass = report.passes): Promise<T> => {
+    return session.transaction(
+      READ_TX,
+      async ([pid]) => {
+        const backendPid = direct ? ((pid?.rows[0] as { pid: number } | undefined)?.pid ?? null) : null;
+        progress({ phase, pass, planned: 0, movedThisPass: 0, moved: report.archived, batches: report.batches, elapsedMs: 0, backendPid });
+        return fn();
+      },
+      ['SELECT pg_catalog.pg_backend_pid() AS pid'],
+    );
+  };
+
   if (opts.dryRun) {
-    const { counts, plan } = await snapshot(client, shape, keep, true);
-    report.before = counts;
+    const { rows, plan, archive } = await readTx('scanning', async () => ({
+      rows: Number((await session.query<{ rows: string }>(rowCountSql(shape))).rows[0]!.rows),
+      plan: (await session.query<{ user_id: string; rows: number; ids: string[] }>(listSql(shape, keep))).rows,
+      archive: await archiveRows(session, shape),
+    }));
+    report.before = { rows, duplicate_users: plan.length, excess_rows: plan.reduce((s, p) => s + p.rows - 1, 0), archive_rows: archive };
     report.would_move = plan.map((p) => ({ user_id: p.user_id, rows: p.rows, kept_id: p.ids[0]!, archive_ids: p.ids.slice(1) }));
-    report.duplicates_remaining = counts.duplicate_users;
-    report.ok = counts.duplicate_users === 0;
+    report.duplicates_remaining = plan.length;
+    report.ok = plan.length === 0;
+    report.elapsed_ms = Date.now() - started;
     return report;
   }
 
-  await takeLock(client, opts.schema);
-  try {
-    report.archive_ddl = await ensureArchive(client, shape);
-    const start = (await client.query<{ now: string }>('SELECT now()::text AS now')).rows[0]!.now;
-    const first = await snapshot(client, shape, keep, true);
-    report.before = first.counts;
-    let last: Counts | null = null;
-    let plan = first.plan;
-    const movedIds: string[] = [];
-    const perUser = new Map<string, MovedUser>();
-    const maxPasses = opts.maxPasses ?? DEFAULT_PASSES;
-    let movedLastPass = -1;
-    while (plan.length > 0 && report.passes < maxPasses) {
-      report.passes++;
-      // Everything left was busy last time: give the application a moment to commit.
-      if (movedLastPass === 0) await sleep(100 * report.passes, opts.signal);
-      stopIfAborted(opts.signal, report);
-      const batches = chunks(plan, batchSize);
-      if (batches.length > 1 || report.passes > 1) {
-        log(`dedupe: pass ${report.passes}: ${plan.length} user_ids with duplicates, ${batches.length} batch(es) of up to ${batchSize}`);
+  const lockKey = Number((await session.query<{ key: number }>(LOCK_KEY_SQL, [opts.schema])).rows[0]!.key);
+  const writeTx: TxSettings = { readOnly: false, statementTimeoutMs: BATCH_STATEMENT_MS, lockTimeoutMs, idleInTransactionMs: BATCH_IDLE_MS };
+
+  /** Opens a writing transaction holding dedupe's advisory lock; waits (polling, no snapshot held) while another dedupe's transaction has it. */
+  const beginLocked = async (extra: string[], onLockBusy?: () => void): Promise<void> => {
+    const waitStart = Date.now();
+    for (;;) {
+      const [locked] = await session.begin(writeTx, [tryLockSql(lockKey), ...extra]);
+      if ((locked?.rows[0] as { locked: boolean } | undefined)?.locked) return;
+      await session.rollback();
+      onLockBusy?.();
+      if (Date.now() - waitStart > OTHER_RUN_WAIT_MS || signal?.aborted) {
+        throw new FailError(
+          `another tsm dedupe on schema ${opts.schema} kept its lock for ${Math.round(OTHER_RUN_WAIT_MS / 1000)} s: wait for it to finish, then run ${tsmCommand(opts.schema, 'dedupe')} again`,
+          { code: 'dedupe_running', data: { archived: report.archived } },
+        );
       }
-      let movedThisPass = 0;
-      let lastLog = Date.now();
-      for (const [i, batch] of batches.entries()) {
-        stopIfAborted(opts.signal, report, movedThisPass);
-        const out = await moveBatch(client, shape, keep, batch.flatMap((p) => p.ids), opts.signal);
-        report.batches++;
-        report.skipped_busy += out.planned - out.locked;
-        movedThisPass += out.moved.length;
-        for (const m of out.moved) {
-          movedIds.push(m.id);
-          const u = perUser.get(m.user_id) ?? { user_id: m.user_id, kept_id: m.kept_id, archived: 0 };
-          u.kept_id = m.kept_id;
-          u.archived++;
-          perUser.set(m.user_id, u);
-        }
-        if (batches.length > 1 && (Date.now() - lastLog > 1000 || i === batches.length - 1)) {
-          lastLog = Date.now();
-          log(`dedupe: batch ${i + 1}/${batches.length}: ${report.archived + movedThisPass} rows archived so far`);
-        }
-      }
-      report.archived += movedThisPass;
-      movedLastPass = movedThisPass;
-      // Cheap counts first (no plan): usually nothing is left and they are the "after" counts.
-      last = (await snapshot(client, shape, keep, false)).counts;
-      plan = last.duplicate_users > 0 && report.passes < maxPasses ? await fetchPlan(client, shape, keep) : [];
+      await sleep(5 + Math.random() * 20, signal);
     }
-    report.moved = [...perUser.values()].sort((a, b) => a.user_id.localeCompare(b.user_id));
+  };
 
-    const a = last ?? (await snapshot(client, shape, keep, false)).counts;
-    report.after = a;
-    report.duplicates_remaining = a.duplicate_users;
-    const b = report.before;
-    const difference = a.rows + report.archived - b.rows;
-    report.conservation = {
-      holds: difference === 0,
-      rows_before: b.rows,
-      rows_after: a.rows,
-      rows_archived: report.archived,
-      difference,
-      archive_grew_by: a.archive_rows - b.archive_rows,
-    };
-    const v = (await client.query<{ in_table: string; in_archive: string; distinct_in_archive: string }>(verifySql(shape), [movedIds, start])).rows[0]!;
-    const verification: Verification = {
-      ok: false,
-      moved: movedIds.length,
-      in_table: Number(v.in_table),
-      in_archive: Number(v.in_archive),
-      distinct_in_archive: Number(v.distinct_in_archive),
-    };
-    verification.ok = verification.in_table === 0 && verification.in_archive === movedIds.length && verification.distinct_in_archive === movedIds.length;
-    report.verification = verification;
-    report.ok = verification.ok && report.duplicates_remaining === 0;
-    return report;
-  } finally {
-    await client.query(UNLOCK_SQL, [opts.schema]).catch(() => {});
+  // The archive: created or widened in one transaction, under the lock (two runs never race on its DDL).
+  report.archive_ddl = await (async () => {
+    await beginLocked([]);
+    try {
+      const ddl = await archiveDdl(session.client, shape);
+      for (const sql of ddl) await session.query(sql);
+      await session.commit();
+      return ddl;
+    } catch (err) {
+      await session.rollback();
+      throw session.explain(err);
+    }
+  })();
+  const runStart = (await session.query<{ now: string }>('SELECT now()::text AS now')).rows[0]!.now;
+
+  const first = await readTx('scanning', async (): Promise<Scan> => {
+    const rows = Number((await session.query<{ rows: string }>(rowCountSql(shape))).rows[0]!.rows);
+    const planRows = (await session.query<{ plan: string }>(planSql(shape))).rows;
+    const archive_rows = await archiveRows(session, shape);
+    const plan = parsePlan(planRows, shape);
+    return { counts: { rows, duplicate_users: plan.length, excess_rows: plan.reduce((s, p) => s + p.tids.length - 1, 0), archive_rows }, plan };
+  }, 1);
+  report.before = first.counts;
+
+  const keyValues: string[][] = shape.rowKey.map(() => []);
+  const perUser = new Map<string, MovedUser>();
+  const batchMs: number[] = [];
+  const sizer = new BatchSizer(targetMs, opts.batchSize);
+  const leaves = new Map<number, Leaf>(shape.leaves.map((l) => [l.oid, l]));
+  const maxPasses = opts.maxPasses ?? DEFAULT_PASSES;
+  let plan = first.plan;
+  let last: Counts = first.counts;
+  let movedLastPass = -1;
+
+  const stopIfAborted = (): void => {
+    if (!signal?.aborted) return;
+    const moved = report.archived;
+    throw new FailError(
+      `dedupe stopped before batch ${report.batches + 1}: ` +
+        (moved > 0
+          ? `${plural(moved, 'row')} moved into ${ARCHIVE} so far; each batch is one transaction, so no row is half-moved; run ${tsmCommand(opts.schema, 'dedupe')} again`
+          : `nothing was moved; run ${tsmCommand(opts.schema, 'dedupe')} again`),
+      { code: 'stopped', data: { archived: moved } },
+    );
+  };
+
+  while (plan.length > 0 && report.passes < maxPasses) {
+    report.passes++;
+    const pass = report.passes;
+    // Everything left was busy last time: give the application a moment to commit.
+    if (movedLastPass === 0) await sleep(100 * pass, signal);
+    stopIfAborted();
+    const planned = plan.reduce((s, p) => s + p.tids.length - 1, 0);
+    if (pass > 1) log(`dedupe: pass ${pass}: ${plural(plan.length, 'user_id')} still duplicated (changed or busy while the last pass ran), ${plural(planned, 'row')} to move`, 'warn');
+    const passStart = Date.now();
+    const movedBefore = report.archived;
+    const batchesBefore = report.batches;
+    const byLeaf = new Map<number, PlanUser[]>();
+    for (const u of plan) {
+      const list = byLeaf.get(u.leaf);
+      if (list) list.push(u);
+      else byLeaf.set(u.leaf, [u]);
+    }
+    for (const [oid, users] of byLeaf) {
+      const leaf = leaves.get(oid);
+      if (!leaf) continue; // a partition created after describeTable: the next run sees it
+      let i = 0;
+      let attempts = 0;
+      let skipLocked = false;
+      while (i < users.length) {
+        stopIfAborted();
+        const slice = users.slice(i, i + sizer.size);
+        const tids = slice.flatMap((u) => u.tids);
+        const out = await moveBatch(session, shape, leaf, keep, tids, skipLocked, beginLocked);
+        if (out.ok) {
+          i += slice.length;
+          attempts = 0;
+          if (skipLocked) report.batches_retried++;
+          skipLocked = false;
+          report.batches++;
+          batchMs.push(out.ms);
+          sizer.observe(slice.length, out.ms);
+          const expected = slice.reduce((s, u) => s + u.tids.length - 1, 0);
+          report.skipped_busy += Math.max(0, expected - out.rows.length);
+          report.archived += out.rows.length;
+          for (const r of out.rows) {
+            shape.rowKey.forEach((c, k) => keyValues[k]!.push(r['k_' + c.name]!));
+            const u = perUser.get(r.user_id) ?? { user_id: r.user_id, kept_id: r.kept_id, archived: 0 };
+            u.kept_id = r.kept_id;
+            u.archived++;
+            perUser.set(r.user_id, u);
+          }
+          progress({
+            phase: 'moving',
+            pass,
+            planned,
+            movedThisPass: report.archived - movedBefore,
+            moved: report.archived,
+            batches: report.batches - batchesBefore,
+            elapsedMs: Date.now() - passStart,
+            backendPid: null,
+          });
+          continue;
+        }
+        // A failed batch changed nothing (its transaction was rolled back).
+        const state = sqlstateOf(out.error);
+        const rowLock = out.step === 'rows' && (state === '55P03' || state === '40P01');
+        const retryable = rowLock || state === '55P03' || state === '40P01' || state === '40001' || state === '57014';
+        attempts++;
+        if (!retryable || attempts >= BATCH_RETRY.attempts || signal?.aborted) {
+          if (state === '55P03' && out.step === 'table') throw await tableLockError(session, shape, leaf, lockTimeoutMs, out.error, report.archived, attempts);
+          throw out.error;
+        }
+        if (rowLock) skipLocked = true; // the application holds one of the rows: redo, skipping busy rows
+        if (state === '57014') sizer.shrink();
+        const delay = backoffDelay(attempts, BATCH_RETRY);
+        const what = out.step === 'table' ? `waiting for the table lock on ${leaf.name}` : rowLock ? 'a row the application holds' : `SQLSTATE ${state}`;
+        log(`dedupe: batch ${report.batches + 1}: ${what}; retrying in ${Math.round(delay)} ms${skipLocked ? ', skipping busy rows' : ''}`, 'warn');
+        await sleep(delay, signal);
+      }
+    }
+    const movedThisPass = report.archived - movedBefore;
+    movedLastPass = movedThisPass;
+    log(
+      `dedupe: pass ${pass}: moved ${plural(movedThisPass, 'row')} of ${plural(planned, 'planned row')} in ${plural(report.batches - batchesBefore, 'batch', 'batches')} ` +
+        `(${((Date.now() - passStart) / 1000).toFixed(1)} s, longest batch ${Math.round(Math.max(0, ...batchMs))} ms)`,
+    );
+    // What is left: counts first (cheap, no per-row state); the next plan only when needed.
+    const after = await readTx('scanning', async (): Promise<Scan> => {
+      const c = (await session.query<{ rows: string; duplicate_users: string; excess_rows: string }>(countsSql(shape))).rows[0]!;
+      const counts: Counts = {
+        rows: Number(c.rows),
+        duplicate_users: Number(c.duplicate_users),
+        excess_rows: Number(c.excess_rows),
+        archive_rows: await archiveRows(session, shape),
+      };
+      const next = counts.duplicate_users > 0 && report.passes < maxPasses ? parsePlan((await session.query<{ plan: string }>(planSql(shape))).rows, shape) : [];
+      return { counts, plan: next };
+    }, pass + 1);
+    last = after.counts;
+    plan = after.plan;
   }
+  report.moved = [...perUser.values()].sort((a, b) => (a.user_id < b.user_id ? -1 : a.user_id > b.user_id ? 1 : 0));
+  const sorted = [...batchMs].sort((a, b) => a - b);
+  report.longest_batch_ms = Math.round(sorted[sorted.length - 1] ?? 0);
+  report.median_batch_ms = Math.round(sorted[Math.floor(sorted.length / 2)] ?? 0);
+
+  report.after = last;
+  report.duplicates_remaining = last.duplicate_users;
+  const b = report.before;
+  const difference = last.rows + report.archived - b.rows;
+  report.conservation = {
+    holds: difference === 0,
+    rows_before: b.rows,
+    rows_after: last.rows,
+    rows_archived: report.archived,
+    difference,
+    archive_grew_by: last.archive_rows - b.archive_rows,
+  };
+
+  const moved = keyValues[0]!.length;
+  let v = { in_table: '0', in_archive: '0', distinct_in_archive: '0' };
+  if (moved > 0) {
+    v = await readTx('verifying', async () => (await session.query<typeof v>(verifySql(shape), [...keyValues, runStart])).rows[0]!);
+  }
+  const verification: Verification = {
+    ok: false,
+    moved,
+    in_table: Number(v.in_table),
+    in_archive: Number(v.in_archive),
+    distinct_in_archive: Number(v.distinct_in_archive),
+  };
+  verification.ok = verification.in_table === 0 && verification.in_archive === moved && verification.distinct_in_archive === moved;
+  report.verification = verification;
+  report.ok = verification.ok && report.duplicates_remaining === 0;
+  report.elapsed_ms = Date.now() - started;
+  return report;
+}
+
+type MovedRow = Record<string, string> & { user_id: string; kept_id: string };
+type BatchOutcome = { ok: true; rows: MovedRow[]; ms: number } | { ok: false; step: 'table' | 'rows'; error: unknown };
+
+/**
+ * One batch = one transaction: dedupe's advisory lock, the table locks (ROW EXCLUSIVE on the
+ * leaf and the archive, waited for before any row is locked), then the move in one statement
+ * and COMMIT. `ms` is the time from the move's first row lock to the end of COMMIT.
+ */
+async function moveBatch(
+  session: Session,
+  shape: TableShape,
+  leaf: Leaf,
+  keep: KeepPolicy,
+  tids: string[],
+  skipLocked: boolean,
+  beginLocked: (extra: string[]) => Promise<void>,
+): Promise<BatchOutcome> {
+  try {
+    await beginLocked([`LOCK TABLE ONLY ${leafRef(leaf)}, ${qualify(shape.schema, ARCHIVE)} IN ROW EXCLUSIVE MODE`, `SET LOCAL lock_timeout = ${ROW_WAIT_MS}`]);
+  } catch (error) {
+    if (error instanceof FailError) throw error;
+    return { ok: false, step: 'table', error };
+  }
+  const t0 = performance.now();
+  try {
+    const sql = skipLocked ? moveSkipLockedSql(shape, leaf, keep) : moveSql(shape, leaf, keep);
+    const r = await session.query<MovedRow>(sql, [tids]);
+    await session.commit();
+    return { ok: true, rows: r.rows, ms: performance.now() - t0 };
+  } catch (error) {
+    await session.rollback();
+    return { ok: false, step: 'rows', error: session.explain(error) };
+  }
+}
+
+/** A batch that never got its table lock: name the timeout and who holds the lock. */
+async function tableLockError(session: Session, shape: TableShape, leaf: Leaf, lockTimeoutMs: number, err: unknown, archived: number, attempts: number): Promise<FailError> {
+  let holders = '';
+  try {
+    const rows = (await session.query<{ pid: number; mode: string }>(TABLE_BLOCKERS_SQL, [leaf.oid])).rows;
+    if (rows.length > 0) holders = `; held by ${rows.map((r) => `pid ${r.pid} (${r.mode})`).join(', ')}`;
+  } catch {
+    // the message is still right without the holders
+  }
+  const state = archived > 0 ? `${plural(archived, 'row')} moved into ${ARCHIVE} before this; each batch is one transaction, so no row is half-moved` : 'nothing was moved';
+  return new FailError(
+    `dedupe stopped: lock_timeout (55P03): ${attempts} times no lock on ${quoteIdent(leaf.name)} within lock_timeout ${lockTimeoutMs} ms` +
+      `${holders} (a migration or a LOCK TABLE?); ${state}; run ${tsmCommand(shape.schema, 'dedupe')} again when it is done`,
+    { code: 'lock_timeout', data: { archived }, cause: err },
+  );
 }

@@ -1,9 +1,18 @@
 /**
  * The SQL of `tsm dedupe`. Every statement touches telegram_sessions with row locks only (plain
- * SELECT, SELECT … FOR UPDATE SKIP LOCKED, DELETE by id): never LOCK TABLE, never DDL on it.
+ * SELECT, DELETE of rows it ranked, SELECT … FOR UPDATE SKIP LOCKED) and the table lock every
+ * DELETE takes (ROW EXCLUSIVE, taken up front so that waiting for it never happens while row
+ * locks are held): never a stronger LOCK TABLE, never DDL on it.
+ *
+ * Rows are found by their physical address (ctid) from one planning scan per pass; a batch then
+ * ranks exactly the rows it finds at those addresses, in its own snapshot, and moves all but the
+ * first per user_id. A row that changed since the plan is either not found at its address (it
+ * stays for the next pass) or found in its new version (and ranked as it is now); a row is only
+ * ever deleted in the version that was ranked (the `xmin` guard), so a write that lands between
+ * the ranking and the DELETE keeps its row in the table.
  */
 import { qualify, quoteIdent } from '../db/ident.js';
-import { ARCHIVE, TABLE, type TableShape } from './shape.js';
+import { ARCHIVE, TABLE, type Leaf, type TableShape } from './shape.js';
 
 export type KeepPolicy = 'newest' | 'oldest';
 
@@ -29,11 +38,15 @@ export function archiveRef(shape: TableShape): string {
   return qualify(shape.schema, ARCHIVE);
 }
 
+export function leafRef(leaf: Leaf): string {
+  return qualify(leaf.schema, leaf.name);
+}
+
 /**
- * Every duplicated user_id with its rows' ids, in keep order (the first is the one that would be
- * kept). One plain scan; no locks beyond ACCESS SHARE. Also the --dry-run answer.
+ * --dry-run: every duplicated user_id with its rows' ids, in keep order (the first is the one that
+ * would be kept). One plain scan; no locks beyond ACCESS SHARE.
  */
-export function planSql(shape: TableShape, keep: KeepPolicy): string {
+export function listSql(shape: TableShape, keep: KeepPolicy): string {
   return `SELECT user_id::text AS user_id, count(*)::int AS rows,
        array_agg(id::text ORDER BY ${keepOrder(shape, keep)}) AS ids
   FROM ${tableRef(shape)}
@@ -43,77 +56,131 @@ HAVING count(*) > 1
  ORDER BY user_id`;
 }
 
-/** Rows, duplicated user_ids and the rows beyond the first per duplicated user_id, right now. */
+/**
+ * Rows in the table, user_ids with more than one row and the rows beyond the first of those.
+ * One scan, counting only (no per-row state): the check after a pass, cheap when nothing is left.
+ */
 export function countsSql(shape: TableShape): string {
-  return `SELECT (SELECT count(*) FROM ${tableRef(shape)})::bigint AS rows, d.duplicate_users, d.excess_rows
-  FROM (SELECT count(*)::bigint AS duplicate_users, coalesce(sum(n - 1), 0)::bigint AS excess_rows
-          FROM (SELECT count(*) AS n FROM ${tableRef(shape)} WHERE user_id IS NOT NULL
-                 GROUP BY user_id HAVING count(*) > 1) g) d`;
+  return `SELECT coalesce(sum(n), 0)::bigint AS rows,
+       count(*) FILTER (WHERE user_id IS NOT NULL AND n > 1)::bigint AS duplicate_users,
+       coalesce(sum(n - 1) FILTER (WHERE user_id IS NOT NULL AND n > 1), 0)::bigint AS excess_rows
+  FROM (SELECT user_id, count(*) AS n FROM ${tableRef(shape)} GROUP BY user_id) g`;
+}
+
+/**
+ * The plan of a pass, in one scan: for each duplicated user_id the addresses of its rows (and, on
+ * a partitioned table, the leaf partition they are all in) as one text per user
+ * (`[<leaf oid>:]{"(block,offset)",…}`), so that a plan of millions of rows crosses the wire
+ * and is parsed as plain strings.
+ */
+export function planSql(shape: TableShape): string {
+  const partitioned = shape.partitionKey !== null;
+  return `SELECT ${partitioned ? `tableoid::int8::text || ':' || ` : ''}array_agg(ctid)::text AS plan
+  FROM ${tableRef(shape)}
+ WHERE user_id IS NOT NULL
+ GROUP BY ${partitioned ? 'tableoid, ' : ''}user_id
+HAVING count(*) > 1`;
+}
+
+export function rowCountSql(shape: TableShape): string {
+  return `SELECT count(*)::bigint AS rows FROM ${tableRef(shape)}`;
 }
 
 export function archiveCountSql(shape: TableShape): string {
   return `SELECT count(*)::bigint AS rows FROM ${archiveRef(shape)}`;
 }
 
-/**
- * Step 1 of a batch (in its own READ COMMITTED transaction): lock the planned rows that still
- * exist. SKIP LOCKED: rows the application is writing right now are left for a later pass, so
- * dedupe never waits on a row lock and can never deadlock with the application. FOR UPDATE
- * returns the rows' latest committed versions.
- */
-export function lockSql(shape: TableShape): string {
-  return `SELECT id::text AS id
-  FROM ${tableRef(shape)}
- WHERE id = ANY($1::text[]::${shape.idType}[]) AND user_id IS NOT NULL
- ORDER BY id
-   FOR UPDATE SKIP LOCKED`;
-}
-
-/**
- * Step 2, same transaction, a new statement (so a new snapshot, taken after the locks are held:
- * the rows it ranks can no longer change). Among the locked rows of each user_id the first in
- * keep order stays; every other one is deleted and inserted, whole, into the archive in this one
- * statement. A crash before COMMIT leaves every row where it was; after COMMIT each moved row is
- * in the archive and not in the table. Rows of the user that were not locked (new, or busy) stay
- * in the table: they are never archived without having been ranked.
- */
-export function moveSql(shape: TableShape, keep: KeepPolicy): string {
+function moveTail(shape: TableShape, leaf: Leaf): string {
   const cols = shape.columns.map((c) => quoteIdent(c.name));
-  return `WITH ranked AS (
-  SELECT id,
-         first_value(id) OVER w AS tsm_kept_id,
-         row_number() OVER w AS tsm_rank
-    FROM ${tableRef(shape)}
-   WHERE id = ANY($1::text[]::${shape.idType}[]) AND user_id IS NOT NULL
-  WINDOW w AS (PARTITION BY user_id ORDER BY ${keepOrder(shape, keep)})
-), moved AS (
-  DELETE FROM ${tableRef(shape)} t
+  const key = shape.rowKey.map((c) => `${quoteIdent(c.name)}::text AS ${quoteIdent('k_' + c.name)}`);
+  return `moved AS (
+  DELETE FROM ${leafRef(leaf)} t
    USING ranked r
-   WHERE t.id = r.id AND r.tsm_rank > 1
+   WHERE t.ctid = r.tsm_tid%GUARD% AND r.tsm_rank > 1
   RETURNING ${cols.map((c) => 't.' + c).join(', ')}, r.tsm_kept_id
 )
 INSERT INTO ${archiveRef(shape)} (${cols.join(', ')}, archived_at, kept_id)
 SELECT ${cols.join(', ')}, now(), tsm_kept_id FROM moved
-RETURNING id::text AS id, user_id::text AS user_id, kept_id::text AS kept_id`;
+RETURNING ${key.join(', ')}, user_id::text AS user_id, kept_id::text AS kept_id`;
 }
 
 /**
- * The row-by-row check of what this run moved: none of the ids is still in the table, and each
- * is in the archive exactly once (counting only archive rows written since the run started).
+ * A batch, in one statement: rank the rows found at the planned addresses (in this statement's
+ * snapshot), delete every one but the first per user_id, insert each deleted row, whole, into the
+ * archive with the id of the row kept. The DELETE only takes a row still in the version that
+ * was ranked (`t.xmin = r.tsm_xmin`): a row updated meanwhile stays in the table. It waits for a
+ * row the application is writing at that moment (bounded by the batch's lock_timeout, after
+ * which the batch is rolled back and retried with `moveSkipLockedSql`).
  */
-export function verifySql(shape: TableShape): string {
-  return `SELECT (SELECT count(*) FROM ${tableRef(shape)} WHERE id = ANY($1::text[]::${shape.idType}[]))::bigint AS in_table,
-       (SELECT count(*) FROM ${archiveRef(shape)}
-         WHERE id = ANY($1::text[]::${shape.idType}[]) AND archived_at >= $2::timestamptz)::bigint AS in_archive,
-       (SELECT count(DISTINCT id) FROM ${archiveRef(shape)}
-         WHERE id = ANY($1::text[]::${shape.idType}[]) AND archived_at >= $2::timestamptz)::bigint AS distinct_in_archive`;
+export function moveSql(shape: TableShape, leaf: Leaf, keep: KeepPolicy): string {
+  return `WITH ranked AS (
+  SELECT ctid AS tsm_tid, xmin AS tsm_xmin,
+         first_value(id) OVER w AS tsm_kept_id,
+         row_number() OVER w AS tsm_rank
+    FROM ${leafRef(leaf)}
+   WHERE ctid = ANY($1::text[]::tid[]) AND user_id IS NOT NULL
+  WINDOW w AS (PARTITION BY user_id ORDER BY ${keepOrder(shape, keep)})
+), ${moveTail(shape, leaf).replace('%GUARD%', ' AND t.xmin = r.tsm_xmin')}`;
 }
 
-/** One advisory lock per schema, in tsm's own key space, so two dedupes never run at once. */
+/**
+ * The same batch for rows the application keeps busy: lock the rows at the planned addresses
+ * first, skipping any that another transaction holds (so it never waits on a row, and can never
+ * deadlock with the application), then rank only the locked rows (their latest versions) and
+ * move. A row that is not locked is never moved, and never decides what is kept.
+ */
+export function moveSkipLockedSql(shape: TableShape, leaf: Leaf, keep: KeepPolicy): string {
+  const rankCols = ['id', 'user_id', 'updated_at', ...(shape.hasCreatedAt ? ['created_at'] : [])].map(quoteIdent);
+  return `WITH locked AS (
+  SELECT ctid AS tsm_tid, ${rankCols.join(', ')}
+    FROM ${leafRef(leaf)}
+   WHERE ctid = ANY($1::text[]::tid[]) AND user_id IS NOT NULL
+     FOR UPDATE SKIP LOCKED
+), ranked AS (
+  SELECT tsm_tid,
+         first_value(id) OVER w AS tsm_kept_id,
+         row_number() OVER w AS tsm_rank
+    FROM locked
+  WINDOW w AS (PARTITION BY user_id ORDER BY ${keepOrder(shape, keep)})
+), ${moveTail(shape, leaf).replace('%GUARD%', '')}`;
+}
+
+/**
+ * The row-by-row check of what this run moved (by the table's row key): none of the rows is still
+ * in the table, and each is in the archive exactly once (counting only archive rows written since
+ * the run started). $1…$n are the key columns as text arrays, $n+1 the run's start.
+ */
+export function verifySql(shape: TableShape): string {
+  const k = shape.rowKey;
+  const args = k.map((c, i) => `$${i + 1}::text[]::${c.type}[]`).join(', ');
+  const names = k.map((c) => quoteIdent(c.name));
+  const eq = (alias: string): string => names.map((n) => `${alias}.${n} = m.${n}`).join(' AND ');
+  const tuple = (alias: string): string => (names.length === 1 ? `${alias}.${names[0]}` : `(${names.map((n) => `${alias}.${n}`).join(', ')})`);
+  return `WITH m AS MATERIALIZED (SELECT * FROM unnest(${args}) AS m(${names.join(', ')}))
+SELECT (SELECT count(*) FROM ${tableRef(shape)} t JOIN m ON ${eq('t')})::bigint AS in_table,
+       a.in_archive, a.distinct_in_archive
+  FROM (SELECT count(*)::bigint AS in_archive, count(DISTINCT ${tuple('a')})::bigint AS distinct_in_archive
+          FROM ${archiveRef(shape)} a JOIN m ON ${eq('a')}
+         WHERE a.archived_at >= $${k.length + 1}::timestamptz) a`;
+}
+
+/**
+ * Dedupe's advisory lock, in tsm's own key space, per schema: taken by every transaction of a
+ * run that writes (pg_try_advisory_xact_lock: it ends with the transaction, so nothing outlives
+ * it on a pooled connection), so two dedupes never interleave inside one batch.
+ */
 export const LOCK_CLASS = 0x75d3_d0e0 | 0; // int4 "namespace" of tsm dedupe's advisory locks
-export const TRY_LOCK_SQL = `SELECT pg_try_advisory_lock(${LOCK_CLASS}, hashtext($1)) AS locked`;
-export const UNLOCK_SQL = `SELECT pg_advisory_unlock(${LOCK_CLASS}, hashtext($1))`;
-export const LOCK_HOLDER_SQL = `SELECT l.pid FROM pg_catalog.pg_locks l
- WHERE l.locktype = 'advisory' AND l.classid = (${LOCK_CLASS})::oid AND l.objid = (hashtext($1))::oid
-   AND l.objsubid = 2 AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
- LIMIT 1`;
+export const LOCK_KEY_SQL = `SELECT hashtext($1) AS key`;
+export function tryLockSql(key: number): string {
+  return `SELECT pg_try_advisory_xact_lock(${LOCK_CLASS}, ${key | 0}) AS locked`;
+}
+
+/** Who holds a lock on `relation` that keeps a ROW EXCLUSIVE request waiting (for the lock_timeout message). */
+export const TABLE_BLOCKERS_SQL = `SELECT l.pid, l.mode
+  FROM pg_catalog.pg_locks l
+ WHERE l.locktype = 'relation' AND l.relation = $1::oid AND l.granted
+   AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+   AND l.pid <> pg_backend_pid()
+ ORDER BY l.pid
+ LIMIT 3`;

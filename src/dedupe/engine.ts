@@ -29,7 +29,8 @@ import {
   moveSql,
   planSql,
   rowCountSql,
-  tryLockSql,
+  lockSql,
+  LOCK_HOLDERS_SQL,
   verifySql,
   type KeepPolicy,
 } from './sql.js';
@@ -176,8 +177,6 @@ const BATCH_STATEMENT_MS = 5000;
 const BATCH_IDLE_MS = 10_000;
 /** A batch that failed on a lock timeout, a deadlock, a serialization failure or its statement timeout: 6 attempts, 50 ms … 800 ms apart. */
 const BATCH_RETRY: RetryPolicy = { attempts: 6, baseDelayMs: 50, maxDelayMs: 800, jitter: 'equal' };
-/** How long a batch waits in all for another dedupe's batch (the advisory lock) before giving up. */
-const OTHER_RUN_WAIT_MS = 60_000;
 const MAX_USERS_PER_BATCH = 50_000;
 const FIRST_BATCH_USERS = 64;
 
@@ -241,6 +240,8 @@ export async function dedupe(client: Client, opts: DedupeOptions): Promise<Dedup
   const session = new Session(client);
   try {
     return await run(session, opts);
+  } catch (err) {
+    throw session.explain(err);
   } finally {
     session.dispose();
   }
@@ -269,7 +270,8 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
     }
   }
   const direct = !server.proxied;
-  const shape = await session.transaction(READ_TX, () => describeTable(session.client, opts.schema));
+  const readSettings: TxSettings = { ...READ_TX, lockTimeoutMs };
+  const shape = await session.transaction(readSettings, () => describeTable(session.client, opts.schema));
 
   const report: DedupeReport = {
     schema: opts.schema,
@@ -303,7 +305,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
   /** A long read in its own snapshot, announced (with the backend's pid on a direct connection) before it starts. */
   const readTx = async <T>(phase: DedupePhase, fn: () => Promise<T>, pass = report.passes): Promise<T> => {
     return session.transaction(
-      READ_TX,
+      readSettings,
       async ([pid]) => {
         const backendPid = direct ? ((pid?.rows[0] as { pid: number } | undefined)?.pid ?? null) : null;
         progress({ phase, pass, planned: 0, movedThisPass: 0, moved: report.archived, batches: report.batches, elapsedMs: 0, backendPid });
@@ -330,22 +332,14 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
   const lockKey = Number((await session.query<{ key: number }>(LOCK_KEY_SQL, [opts.schema])).rows[0]!.key);
   const writeTx: TxSettings = { readOnly: false, statementTimeoutMs: BATCH_STATEMENT_MS, lockTimeoutMs, idleInTransactionMs: BATCH_IDLE_MS };
 
-  /** Opens a writing transaction holding dedupe's advisory lock; waits (polling, no snapshot held) while another dedupe's transaction has it. */
-  const beginLocked = async (extra: string[], onLockBusy?: () => void): Promise<void> => {
-    const waitStart = Date.now();
-    for (;;) {
-      const [locked] = await session.begin(writeTx, [tryLockSql(lockKey), ...extra]);
-      if ((locked?.rows[0] as { locked: boolean } | undefined)?.locked) return;
-      await session.rollback();
-      onLockBusy?.();
-      if (Date.now() - waitStart > OTHER_RUN_WAIT_MS || signal?.aborted) {
-        throw new FailError(
-          `another tsm dedupe on schema ${opts.schema} kept its lock for ${Math.round(OTHER_RUN_WAIT_MS / 1000)} s: wait for it to finish, then run ${tsmCommand(opts.schema, 'dedupe')} again`,
-          { code: 'dedupe_running', data: { archived: report.archived } },
-        );
-      }
-      await sleep(5 + Math.random() * 20, signal);
-    }
+  /**
+   * Opens a writing transaction holding dedupe's advisory lock (transaction-level: it ends with
+   * the transaction). While another dedupe's batch holds it, this one waits, at most lock_timeout:
+   * waiters are served in turn, so two runs alternate batch by batch. (The wait keeps a snapshot,
+   * which is harmless here: no session that runs CREATE INDEX CONCURRENTLY ever holds this lock.)
+   */
+  const beginLocked = async (extra: string[]): Promise<void> => {
+    await session.begin(writeTx, [lockSql(lockKey), ...extra]);
   };
 
   // The archive: created or widened in one transaction, under the lock (two runs never race on its DDL).
@@ -458,7 +452,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
         const retryable = rowLock || state === '55P03' || state === '40P01' || state === '40001' || state === '57014';
         attempts++;
         if (!retryable || attempts >= BATCH_RETRY.attempts || signal?.aborted) {
-          if (state === '55P03' && out.step === 'table') throw await tableLockError(session, shape, leaf, lockTimeoutMs, out.error, report.archived, attempts);
+          if (state === '55P03' && out.step === 'table') throw await tableLockError(session, shape, leaf, lockKey, lockTimeoutMs, out.error, report.archived, attempts);
           throw out.error;
         }
         if (rowLock) skipLocked = true; // the application holds one of the rows: redo, skipping busy rows
@@ -547,7 +541,6 @@ async function moveBatch(
   try {
     await beginLocked([`LOCK TABLE ONLY ${leafRef(leaf)}, ${qualify(shape.schema, ARCHIVE)} IN ROW EXCLUSIVE MODE`, `SET LOCAL lock_timeout = ${ROW_WAIT_MS}`]);
   } catch (error) {
-    if (error instanceof FailError) throw error;
     return { ok: false, step: 'table', error };
   }
   const t0 = performance.now();
@@ -562,19 +555,29 @@ async function moveBatch(
   }
 }
 
-/** A batch that never got its table lock: name the timeout and who holds the lock. */
-async function tableLockError(session: Session, shape: TableShape, leaf: Leaf, lockTimeoutMs: number, err: unknown, archived: number, attempts: number): Promise<FailError> {
-  let holders = '';
+/** A batch that never got its locks: name the timeout and who holds them (a migration, another dedupe). */
+async function tableLockError(
+  session: Session,
+  shape: TableShape,
+  leaf: Leaf,
+  lockKey: number,
+  lockTimeoutMs: number,
+  err: unknown,
+  archived: number,
+  attempts: number,
+): Promise<FailError> {
+  const holders: string[] = [];
   try {
-    const rows = (await session.query<{ pid: number; mode: string }>(TABLE_BLOCKERS_SQL, [leaf.oid])).rows;
-    if (rows.length > 0) holders = `; held by ${rows.map((r) => `pid ${r.pid} (${r.mode})`).join(', ')}`;
+    for (const r of (await session.query<{ pid: number; mode: string }>(TABLE_BLOCKERS_SQL, [leaf.oid])).rows) holders.push(`pid ${r.pid} (${r.mode} on ${leaf.name})`);
+    for (const r of (await session.query<{ pid: number }>(LOCK_HOLDERS_SQL, [lockKey])).rows) holders.push(`pid ${r.pid} (another tsm dedupe)`);
   } catch {
     // the message is still right without the holders
   }
   const state = archived > 0 ? `${plural(archived, 'row')} moved into ${ARCHIVE} before this; each batch is one transaction, so no row is half-moved` : 'nothing was moved';
   return new FailError(
     `dedupe stopped: lock_timeout (55P03): ${attempts} times no lock on ${quoteIdent(leaf.name)} within lock_timeout ${lockTimeoutMs} ms` +
-      `${holders} (a migration or a LOCK TABLE?); ${state}; run ${tsmCommand(shape.schema, 'dedupe')} again when it is done`,
+      `${holders.length > 0 ? ` (held by ${holders.join(', ')})` : ' (a migration, a LOCK TABLE, another tsm dedupe?)'}; ${state}; ` +
+      `run ${tsmCommand(shape.schema, 'dedupe')} again when it is done`,
     { code: 'lock_timeout', data: { archived }, cause: err },
   );
 }

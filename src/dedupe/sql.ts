@@ -166,14 +166,20 @@ SELECT (SELECT count(*) FROM ${tableRef(shape)} t JOIN m ON ${eq('t')})::bigint 
 
 /**
  * Dedupe's advisory lock, in tsm's own key space, per schema: taken by every transaction of a
- * run that writes (pg_try_advisory_xact_lock: it ends with the transaction, so nothing outlives
- * it on a pooled connection), so two dedupes never interleave inside one batch.
+ * run that writes (pg_advisory_xact_lock: it ends with the transaction, so nothing outlives it on
+ * a pooled connection), so two dedupes never interleave inside one batch.
  */
 export const LOCK_CLASS = 0x75d3_d0e0 | 0; // int4 "namespace" of tsm dedupe's advisory locks
 export const LOCK_KEY_SQL = `SELECT hashtext($1) AS key`;
-export function tryLockSql(key: number): string {
-  return `SELECT pg_try_advisory_xact_lock(${LOCK_CLASS}, ${key | 0}) AS locked`;
+export function lockSql(key: number): string {
+  return `SELECT pg_advisory_xact_lock(${LOCK_CLASS}, ${key | 0})`;
 }
+/** The sessions holding dedupe's lock of a schema key (in this database). */
+export const LOCK_HOLDERS_SQL = `SELECT l.pid FROM pg_catalog.pg_locks l
+ WHERE l.locktype = 'advisory' AND l.classid = (${LOCK_CLASS})::oid AND l.objid = ($1::int4)::oid
+   AND l.objsubid = 2 AND l.granted AND l.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+ LIMIT 3`;
 
 /** Who holds a lock on `relation` that keeps a ROW EXCLUSIVE request waiting (for the lock_timeout message). */
 export const TABLE_BLOCKERS_SQL = `SELECT l.pid, l.mode

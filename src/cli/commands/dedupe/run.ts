@@ -43,8 +43,8 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
       last = p;
       line.update(p);
     },
-    // Warnings always reach stderr; the rest only on a terminal (the report says it at the end).
-    log: (l, level) => (ctx.interactive ? line.log(l) : level === 'warn' ? ctx.log(l) : undefined),
+    // On a terminal above the progress line; without one nothing (the report says it all at the end).
+    log: (l) => line.log(l),
   });
   const settled = running.then(
     () => undefined,

@@ -22,8 +22,9 @@ const n = (x: number): string => Math.round(x).toLocaleString('en-US');
 
 function seconds(ms: number): string {
   if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
-  const m = Math.floor(ms / 60_000);
-  return `${m} min ${Math.round((ms % 60_000) / 1000)} s`;
+  const s = Math.round(ms / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
 /** The text of the line for one progress report (exported for tests). */
@@ -67,9 +68,10 @@ export function dedupeProgressLine(stream: ProgressStream, table: string, enable
   timer.unref();
   return {
     update(p) {
-      if (current === null || p.phase !== current.phase || p.pass !== current.pass) phaseStart = Date.now();
+      const changed = current === null || p.phase !== current.phase || p.pass !== current.pass;
+      if (changed) phaseStart = Date.now();
       current = p;
-      if (p.phase !== 'moving' || Date.now() - lastDraw >= 100) draw();
+      if (changed || Date.now() - lastDraw >= 100) draw();
     },
     log(line) {
       clear();

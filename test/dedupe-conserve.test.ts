@@ -231,6 +231,24 @@ describe('tsm dedupe: errors', () => {
     assert.equal(r.stderr, 'tsm: no table nowhere.telegram_sessions: nothing to dedupe (wrong --schema? `tsm doctor` shows what is there)\n');
   });
 
+  it('an archive that does not take every row (a trigger dropping some): the batch is rolled back, nothing lost, exit 1', async () => {
+    await db.sql(`${preFixSchema('trig')}
+      INSERT INTO trig.telegram_sessions (tenant_id, user_id) SELECT 't', 'u-' || (g % 5) FROM generate_series(1, 20) g;
+      CREATE TABLE orig_trig AS SELECT * FROM trig.telegram_sessions;`);
+    const first = await dedupe(['--schema', 'trig', '--dry-run']); // nothing created
+    assert.equal(first.code, 1);
+    // The archive exists (from a run on a table without duplicates), then someone adds a trigger that swallows rows.
+    await db.sql(`CREATE TABLE trig.telegram_sessions_duplicates_archive (LIKE trig.telegram_sessions, archived_at timestamptz NOT NULL DEFAULT now(), kept_id uuid);
+      CREATE FUNCTION trig.swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.user_id = 'u-3' THEN RETURN NULL; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER swallow BEFORE INSERT ON trig.telegram_sessions_duplicates_archive FOR EACH ROW EXECUTE FUNCTION trig.swallow();`);
+    const r = await dedupe(['--schema', 'trig', '--batch-size', '5']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^tsm: dedupe stopped: telegram_sessions_duplicates_archive took 12 of the 15 rows a batch deleted \(a trigger or a rule on it\?\); that batch was rolled back, so no row was lost; fix the archive table, then run tsm dedupe --schema trig again\n$/);
+    const left = await one(`SELECT (SELECT count(*) FROM trig.telegram_sessions)::int AS t, (SELECT count(*) FROM trig.telegram_sessions_duplicates_archive)::int AS a,
+        (SELECT count(*) FROM orig_trig o WHERE NOT EXISTS (SELECT 1 FROM trig.telegram_sessions t WHERE t.id = o.id))::int AS missing`);
+    assert.deepEqual(left, { t: 20, a: 0, missing: 0 });
+  });
+
   it('a role that may not create the archive: exit 1, one classified line, nothing moved', async () => {
     await db.sql(`${preFixSchema('locked')} INSERT INTO locked.telegram_sessions (tenant_id, user_id) VALUES ('t', 'a'), ('t', 'a');`);
     const role = await db.role('tsm_dedupe_ro');

@@ -163,6 +163,8 @@ export interface DedupeReport {
   verification: Verification | null;
   duplicates_remaining: number;
   elapsed_ms: number;
+  /** Where the time went (ms): the planning scans, the batches, the counting scans after each pass, the row-by-row check. */
+  phases_ms: { plan: number; move: number; count: number; verify: number };
   ok: boolean;
 }
 
@@ -218,13 +220,28 @@ interface Scan {
 
 const TID = /\(\d+,\d+\)/g;
 
+/**
+ * The plan's text, parsed; users ordered by the block of their first row, so that consecutive
+ * batches walk the table front to back (about half of the pages a batch reads are then read once
+ * for several users, instead of once per row anywhere in the table).
+ */
 function parsePlan(rows: { plan: string }[], shape: TableShape): PlanUser[] {
   const single = shape.partitionKey === null ? shape.leaves[0]!.oid : null;
-  return rows.map(({ plan }) => {
-    if (single !== null) return { leaf: single, tids: plan.match(TID) ?? [] };
-    const colon = plan.indexOf(':');
-    return { leaf: Number(plan.slice(0, colon)), tids: plan.slice(colon + 1).match(TID) ?? [] };
+  const users = rows.map(({ plan }): PlanUser & { block: number } => {
+    let leaf = single ?? 0;
+    let text = plan;
+    if (single === null) {
+      const colon = plan.indexOf(':');
+      leaf = Number(plan.slice(0, colon));
+      text = plan.slice(colon + 1);
+    }
+    const tids = text.match(TID) ?? [];
+    let block = Infinity;
+    for (const t of tids) block = Math.min(block, Number(t.slice(1, t.indexOf(','))));
+    return { leaf, tids, block };
   });
+  users.sort((a, b) => a.leaf - b.leaf || a.block - b.block);
+  return users.map(({ leaf, tids }) => ({ leaf, tids }));
 }
 
 const plural = (n: number, one: string, many = one + 's'): string => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
@@ -299,7 +316,16 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
     verification: null,
     duplicates_remaining: 0,
     elapsed_ms: 0,
+    phases_ms: { plan: 0, move: 0, count: 0, verify: 0 },
     ok: false,
+  };
+  const timed = async <T>(phase: keyof DedupeReport['phases_ms'], fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      report.phases_ms[phase] += Math.round(performance.now() - t0);
+    }
   };
 
   /** A long read in its own snapshot, announced (with the backend's pid on a direct connection) before it starts. */
@@ -331,6 +357,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
 
   const lockKey = Number((await session.query<{ key: number }>(LOCK_KEY_SQL, [opts.schema])).rows[0]!.key);
   const writeTx: TxSettings = { readOnly: false, statementTimeoutMs: BATCH_STATEMENT_MS, lockTimeoutMs, idleInTransactionMs: BATCH_IDLE_MS };
+  const batchTx: TxSettings = { ...writeTx, synchronousCommit: false };
 
   /**
    * Opens a writing transaction holding dedupe's advisory lock (transaction-level: it ends with
@@ -338,8 +365,8 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
    * waiters are served in turn, so two runs alternate batch by batch. (The wait keeps a snapshot,
    * which is harmless here: no session that runs CREATE INDEX CONCURRENTLY ever holds this lock.)
    */
-  const beginLocked = async (extra: string[]): Promise<void> => {
-    await session.begin(writeTx, [lockSql(lockKey), ...extra]);
+  const beginLocked = async (extra: string[], settings = writeTx): Promise<void> => {
+    await session.begin(settings, [lockSql(lockKey), ...extra]);
   };
 
   // The archive: created or widened in one transaction, under the lock (two runs never race on its DDL).
@@ -357,13 +384,13 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
   })();
   const runStart = (await session.query<{ now: string }>('SELECT now()::text AS now')).rows[0]!.now;
 
-  const first = await readTx('scanning', async (): Promise<Scan> => {
+  const first = await timed('plan', () => readTx('scanning', async (): Promise<Scan> => {
     const rows = Number((await session.query<{ rows: string }>(rowCountSql(shape))).rows[0]!.rows);
     const planRows = (await session.query<{ plan: string }>(planSql(shape))).rows;
     const archive_rows = await archiveRows(session, shape);
     const plan = parsePlan(planRows, shape);
     return { counts: { rows, duplicate_users: plan.length, excess_rows: plan.reduce((s, p) => s + p.tids.length - 1, 0), archive_rows }, plan };
-  }, 1);
+  }, 1));
   report.before = first.counts;
 
   const keyValues: string[][] = shape.rowKey.map(() => []);
@@ -415,7 +442,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
         stopIfAborted();
         const slice = users.slice(i, i + sizer.size);
         const tids = slice.flatMap((u) => u.tids);
-        const out = await moveBatch(session, shape, leaf, keep, tids, skipLocked, beginLocked);
+        const out = await moveBatch(session, shape, leaf, keep, tids, skipLocked, (extra) => beginLocked(extra, batchTx));
         if (out.ok) {
           i += slice.length;
           attempts = 0;
@@ -463,22 +490,26 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
         await sleep(delay, signal);
       }
     }
+    // The batches committed without waiting for the WAL flush: one synchronous commit makes them all durable.
+    await session.transaction(writeTx, async () => {}, ['SELECT pg_catalog.txid_current()']);
     const movedThisPass = report.archived - movedBefore;
     movedLastPass = movedThisPass;
+    report.phases_ms.move += Date.now() - passStart;
     log(
       `dedupe: pass ${pass}: moved ${plural(movedThisPass, 'row')} of ${plural(planned, 'planned row')} in ${plural(report.batches - batchesBefore, 'batch', 'batches')} ` +
         `(${((Date.now() - passStart) / 1000).toFixed(1)} s, longest batch ${Math.round(Math.max(0, ...batchMs))} ms)`,
     );
     // What is left: counts first (cheap, no per-row state); the next plan only when needed.
     const after = await readTx('scanning', async (): Promise<Scan> => {
-      const c = (await session.query<{ rows: string; duplicate_users: string; excess_rows: string }>(countsSql(shape))).rows[0]!;
+      const c = await timed('count', async () => (await session.query<{ rows: string; duplicate_users: string; excess_rows: string }>(countsSql(shape))).rows[0]!);
       const counts: Counts = {
         rows: Number(c.rows),
         duplicate_users: Number(c.duplicate_users),
         excess_rows: Number(c.excess_rows),
         archive_rows: await archiveRows(session, shape),
       };
-      const next = counts.duplicate_users > 0 && report.passes < maxPasses ? parsePlan((await session.query<{ plan: string }>(planSql(shape))).rows, shape) : [];
+      const more = counts.duplicate_users > 0 && report.passes < maxPasses;
+      const next = more ? await timed('plan', async () => parsePlan((await session.query<{ plan: string }>(planSql(shape))).rows, shape)) : [];
       return { counts, plan: next };
     }, pass + 1);
     last = after.counts;
@@ -505,7 +536,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
   const moved = keyValues[0]!.length;
   let v = { in_table: '0', in_archive: '0', distinct_in_archive: '0' };
   if (moved > 0) {
-    v = await readTx('verifying', async () => (await session.query<typeof v>(verifySql(shape), [...keyValues, runStart])).rows[0]!);
+    v = await timed('verify', () => readTx('verifying', async () => (await session.query<typeof v>(verifySql(shape), [...keyValues, runStart])).rows[0]!));
   }
   const verification: Verification = {
     ok: false,
@@ -544,15 +575,27 @@ async function moveBatch(
     return { ok: false, step: 'table', error };
   }
   const t0 = performance.now();
+  let rows: MovedRow[];
   try {
     const sql = skipLocked ? moveSkipLockedSql(shape, leaf, keep) : moveSql(shape, leaf, keep);
-    const r = await session.query<MovedRow>(sql, [tids]);
+    const r = await session.query<MovedRow & { tsm_deleted: number }>(sql, [tids]);
+    const deleted = r.rows[0]?.tsm_deleted ?? 0;
+    rows = r.rows.filter((x) => x.user_id !== null);
+    if (rows.length !== deleted) {
+      await session.rollback();
+      throw new FailError(
+        `dedupe stopped: ${ARCHIVE} took ${rows.length} of the ${deleted} rows a batch deleted (a trigger or a rule on it?); ` +
+          `that batch was rolled back, so no row was lost; fix the archive table, then run ${tsmCommand(shape.schema, 'dedupe')} again`,
+        { code: 'archive_mismatch' },
+      );
+    }
     await session.commit();
-    return { ok: true, rows: r.rows, ms: performance.now() - t0 };
   } catch (error) {
+    if (error instanceof FailError) throw error;
     await session.rollback();
     return { ok: false, step: 'rows', error: session.explain(error) };
   }
+  return { ok: true, rows, ms: performance.now() - t0 };
 }
 
 /** A batch that never got its locks: name the timeout and who holds them (a migration, another dedupe). */

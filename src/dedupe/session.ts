@@ -24,6 +24,13 @@ export interface TxSettings {
   statementTimeoutMs: number;
   lockTimeoutMs: number;
   idleInTransactionMs: number;
+  /**
+   * false: COMMIT returns without waiting for the WAL flush. For dedupe's batches: a server crash
+   * can undo the last few (under a second of work), which leaves every row where it was before
+   * those batches, and the next run moves them again. A synchronous commit at the end of a pass
+   * makes them all durable before anything is reported.
+   */
+  synchronousCommit?: boolean;
 }
 
 /** Scans and checks: one snapshot, no statement limit, no row locks. */
@@ -36,6 +43,7 @@ export function settingsSql(s: TxSettings): string[] {
     `SET LOCAL statement_timeout = ${ms(s.statementTimeoutMs)}`,
     `SET LOCAL lock_timeout = ${ms(s.lockTimeoutMs)}`,
     `SET LOCAL idle_in_transaction_session_timeout = ${ms(s.idleInTransactionMs)}`,
+    ...(s.synchronousCommit === false ? ['SET LOCAL synchronous_commit = off'] : []),
   ];
 }
 

@@ -90,6 +90,12 @@ export function archiveCountSql(shape: TableShape): string {
   return `SELECT count(*)::bigint AS rows FROM ${archiveRef(shape)}`;
 }
 
+/**
+ * The end of a batch statement: delete the ranked-out rows, insert them into the archive, and
+ * return the archived rows together with the number deleted (one row with NULLs when nothing was
+ * archived), so that a batch whose archive did not take every deleted row (a trigger or a rule
+ * on the archive) is rolled back instead of committed.
+ */
 function moveTail(shape: TableShape, leaf: Leaf): string {
   const cols = shape.columns.map((c) => quoteIdent(c.name));
   const key = shape.rowKey.map((c) => `${quoteIdent(c.name)}::text AS ${quoteIdent('k_' + c.name)}`);
@@ -98,10 +104,12 @@ function moveTail(shape: TableShape, leaf: Leaf): string {
    USING ranked r
    WHERE t.ctid = r.tsm_tid%GUARD% AND r.tsm_rank > 1
   RETURNING ${cols.map((c) => 't.' + c).join(', ')}, r.tsm_kept_id
+), archived AS (
+  INSERT INTO ${archiveRef(shape)} (${cols.join(', ')}, archived_at, kept_id)
+  SELECT ${cols.join(', ')}, now(), tsm_kept_id FROM moved
+  RETURNING ${key.join(', ')}, user_id::text AS user_id, kept_id::text AS kept_id
 )
-INSERT INTO ${archiveRef(shape)} (${cols.join(', ')}, archived_at, kept_id)
-SELECT ${cols.join(', ')}, now(), tsm_kept_id FROM moved
-RETURNING ${key.join(', ')}, user_id::text AS user_id, kept_id::text AS kept_id`;
+SELECT a.*, d.tsm_deleted FROM (SELECT count(*)::int AS tsm_deleted FROM moved) d LEFT JOIN archived a ON true`;
 }
 
 /**
@@ -118,7 +126,7 @@ export function moveSql(shape: TableShape, leaf: Leaf, keep: KeepPolicy): string
          first_value(id) OVER w AS tsm_kept_id,
          row_number() OVER w AS tsm_rank
     FROM ${leafRef(leaf)}
-   WHERE ctid = ANY($1::text[]::tid[]) AND user_id IS NOT NULL
+   WHERE ctid = ANY($1::tid[]) AND user_id IS NOT NULL
   WINDOW w AS (PARTITION BY user_id ORDER BY ${keepOrder(shape, keep)})
 ), ${moveTail(shape, leaf).replace('%GUARD%', ' AND t.xmin = r.tsm_xmin')}`;
 }
@@ -134,7 +142,7 @@ export function moveSkipLockedSql(shape: TableShape, leaf: Leaf, keep: KeepPolic
   return `WITH locked AS (
   SELECT ctid AS tsm_tid, ${rankCols.join(', ')}
     FROM ${leafRef(leaf)}
-   WHERE ctid = ANY($1::text[]::tid[]) AND user_id IS NOT NULL
+   WHERE ctid = ANY($1::tid[]) AND user_id IS NOT NULL
      FOR UPDATE SKIP LOCKED
 ), ranked AS (
   SELECT tsm_tid,
@@ -149,19 +157,33 @@ export function moveSkipLockedSql(shape: TableShape, leaf: Leaf, keep: KeepPolic
  * The row-by-row check of what this run moved (by the table's row key): none of the rows is still
  * in the table, and each is in the archive exactly once (counting only archive rows written since
  * the run started). $1…$n are the key columns as text arrays, $n+1 the run's start.
+ *
+ * Both sides filter on `id = ANY($id)` first: with a large array PostgreSQL hashes it and scans
+ * once; with a small one it probes the index. (A join with the unnested keys can make the planner
+ * walk the whole primary key with a heap fetch per row, after dedupe's deletes cleared the
+ * visibility map.) Other key columns are then matched exactly.
  */
 export function verifySql(shape: TableShape): string {
   const k = shape.rowKey;
-  const args = k.map((c, i) => `$${i + 1}::text[]::${c.type}[]`).join(', ');
+  const param = (i: number): string => `$${i + 1}::${k[i]!.type}[]`;
+  const idParam = param(k.findIndex((c) => c.name === 'id'));
   const names = k.map((c) => quoteIdent(c.name));
-  const eq = (alias: string): string => names.map((n) => `${alias}.${n} = m.${n}`).join(' AND ');
-  const tuple = (alias: string): string => (names.length === 1 ? `${alias}.${names[0]}` : `(${names.map((n) => `${alias}.${n}`).join(', ')})`);
-  return `WITH m AS MATERIALIZED (SELECT * FROM unnest(${args}) AS m(${names.join(', ')}))
-SELECT (SELECT count(*) FROM ${tableRef(shape)} t JOIN m ON ${eq('t')})::bigint AS in_table,
+  const start = `$${k.length + 1}::timestamptz`;
+  if (k.length === 1) {
+    return `SELECT (SELECT count(*) FROM ${tableRef(shape)} t WHERE t.id = ANY(${idParam}))::bigint AS in_table,
        a.in_archive, a.distinct_in_archive
-  FROM (SELECT count(*)::bigint AS in_archive, count(DISTINCT ${tuple('a')})::bigint AS distinct_in_archive
+  FROM (SELECT count(*)::bigint AS in_archive, count(DISTINCT a.id)::bigint AS distinct_in_archive
+          FROM ${archiveRef(shape)} a
+         WHERE a.archived_at >= ${start} AND a.id = ANY(${idParam})) a`;
+  }
+  const eq = (alias: string): string => names.map((n) => `${alias}.${n} = m.${n}`).join(' AND ');
+  const tuple = `(${names.map((n) => `a.${n}`).join(', ')})`;
+  return `WITH m AS MATERIALIZED (SELECT * FROM unnest(${k.map((_, i) => param(i)).join(', ')}) AS m(${names.join(', ')}))
+SELECT (SELECT count(*) FROM ${tableRef(shape)} t JOIN m ON ${eq('t')} WHERE t.id = ANY(${idParam}))::bigint AS in_table,
+       a.in_archive, a.distinct_in_archive
+  FROM (SELECT count(*)::bigint AS in_archive, count(DISTINCT ${tuple})::bigint AS distinct_in_archive
           FROM ${archiveRef(shape)} a JOIN m ON ${eq('a')}
-         WHERE a.archived_at >= $${k.length + 1}::timestamptz) a`;
+         WHERE a.archived_at >= ${start} AND a.id = ANY(${idParam})) a`;
 }
 
 /**

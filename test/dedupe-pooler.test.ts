@@ -5,8 +5,9 @@
  * setting, no advisory lock, no open transaction); two runs at once through one pool lose and
  * double nothing and keep the newest row per user_id. Session mode works the same.
  *
- * On the code before this test, through transaction pooling: the session advisory lock and
- * `SET lock_timeout` stayed behind on a pooled server connection.
+ * On the code before this test, through transaction pooling with application traffic, the
+ * application's queries saw tsm's `lock_timeout = 5s`, and two runs at once: the second refused
+ * ("another tsm dedupe is running") naming a pid, the lock having landed on a pooled connection.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -102,6 +103,44 @@ async function defaults(): Promise<{ lock_timeout: string; statement_timeout: st
   return r.rows[0] as { lock_timeout: string; statement_timeout: string; idle: string };
 }
 
+/** Clients of the pool running one-statement transactions in a loop, noting any lock/statement timeout that is not the server's default. */
+async function appTraffic(bouncer: PgBouncer, n: number, want: { lock_timeout: string; statement_timeout: string; idle: string }) {
+  let stop = false;
+  const seen = { queries: 0, odd: [] as string[] };
+  const clients = await Promise.all(
+    Array.from({ length: n }, async () => {
+      const c = new pg.Client({ connectionString: bouncer.url(db.name) });
+      c.on('error', () => {});
+      await c.connect();
+      return c;
+    }),
+  );
+  const loops = clients.map(async (c) => {
+    while (!stop) {
+      const r = await c.query<{ lock_timeout: string; statement_timeout: string; idle: string }>(
+        `SELECT current_setting('lock_timeout') AS lock_timeout, current_setting('statement_timeout') AS statement_timeout,
+                current_setting('idle_in_transaction_session_timeout') AS idle`,
+      );
+      seen.queries++;
+      const got = r.rows[0]!;
+      if (got.lock_timeout !== want.lock_timeout || got.statement_timeout !== want.statement_timeout || got.idle !== want.idle) {
+        if (seen.odd.length < 5) seen.odd.push(JSON.stringify(got));
+      }
+    }
+  });
+  const settled = Promise.allSettled(loops);
+  return {
+    async stop() {
+      stop = true;
+      const results = await settled;
+      for (const c of clients) await c.end().catch(() => {});
+      const failed = results.filter((x) => x.status === 'rejected');
+      assert.deepEqual(failed, [], 'the application queries never failed');
+      return seen;
+    },
+  };
+}
+
 async function advisoryLocksHere(): Promise<number> {
   return (await db.sql(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).rows[0].n;
 }
@@ -112,7 +151,15 @@ describe('tsm dedupe through PgBouncer', { skip }, () => {
       const schema = `pool_${mode}`;
       const excess = await seed(schema, 600);
       const bouncer = await startPgBouncer({ mode, settings: { default_pool_size: '2' } });
+      const want = await defaults();
+      // Application traffic on the same pool, so that in transaction mode tsm's statements land on
+      // whichever server connection is free; the application must never see a setting of tsm's.
+      // (Session mode gives each client a server connection of its own: one application client besides tsm.)
+      const app = await appTraffic(bouncer, mode === 'transaction' ? 3 : 1, want);
       const r = await runTsm(['dedupe', '-d', bouncer.url(db.name), '--schema', schema, '--batch-size', '40', '--json']);
+      const seen = await app.stop();
+      assert.ok(seen.queries > 50, `only ${seen.queries} application queries ran alongside`);
+      assert.deepEqual(seen.odd, [], 'the application saw settings tsm made');
       assert.equal(r.code, 0, r.stderr + r.stdout);
       assert.equal(r.stderr, '', 'no progress lines without a terminal');
       const j = r.json<DedupeReport>();
@@ -122,7 +169,6 @@ describe('tsm dedupe through PgBouncer', { skip }, () => {
       assert.ok(j.batches >= 600 / 40, `${j.batches} batches`);
       await assertConserved(schema, excess);
 
-      const want = await defaults();
       const conns = await pooledServerConnections(bouncer, 2);
       for (const c of conns) assert.deepEqual({ lock_timeout: c.lock_timeout, statement_timeout: c.statement_timeout, idle: c.idle }, want, `server connection ${c.pid}`);
       assert.equal(await advisoryLocksHere(), 0, 'no advisory lock left on any connection');

@@ -8,7 +8,8 @@
  * `tsm demo` (and anything else that runs commands in-process) builds its step results with the
  * same functions.
  */
-import { TsmError } from '../errors.js';
+import { classifyError } from '../db/classify.js';
+import { EXIT, TsmError } from '../errors.js';
 
 export interface ErrorDocument {
   ok: false;
@@ -34,11 +35,44 @@ function document(code: string, message: string, ...known: (Record<string, unkno
   return Object.assign({ ok: false as const, error }, ...known, { ok: false as const, error }) as ErrorDocument;
 }
 
-/** The document of an error that stopped a command: typed errors carry their code and data. */
-export function errorDocument(err: unknown, known: Record<string, unknown> = {}): ErrorDocument {
-  if (err instanceof TsmError) return document(err.code, firstLine(err.message), known, err.data);
+/** An error as the CLI reports it: the one line, the stable code, the exit code, what it knew. */
+export interface DescribedError {
+  code: string;
+  /** One line, without `tsm: `. */
+  message: string;
+  exitCode: number;
+  data?: Record<string, unknown>;
+}
+
+/** A server error (node-postgres' DatabaseError: a SQLSTATE and a severity). */
+function isServerError(err: unknown): err is Error & { code: string } {
+  if (!(err instanceof Error) || !('severity' in err)) return false;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+}
+
+/**
+ * Typed errors carry their code, exit code and data. A database error that no command turned into a
+ * typed one still gets its classified code (design, "Error classification": `read_only`,
+ * `permission_denied`, …) and exit 1 (3 for a lost connection); anything else is `unexpected` (exit 1).
+ */
+export function describeError(err: unknown): DescribedError {
+  if (err instanceof TsmError) {
+    return { code: err.code, message: firstLine(err.message), exitCode: err.exitCode, ...(err.data ? { data: err.data } : {}) };
+  }
+  const c = classifyError(err);
+  if (isServerError(err) || c.code === 'connection_error') {
+    const where = c.sqlstate !== null ? `${c.code}, SQLSTATE ${c.sqlstate}` : c.code;
+    return { code: c.code, message: `${firstLine(c.message)} (${where})`, exitCode: c.code === 'connection_error' ? EXIT.connect : EXIT.failed };
+  }
   const message = err instanceof Error ? err.message : String(err);
-  return document(ERROR_CODE.unexpected, `unexpected error: ${firstLine(message)}`, known);
+  return { code: ERROR_CODE.unexpected, message: `unexpected error: ${firstLine(message)}`, exitCode: EXIT.failed };
+}
+
+/** The document of an error that stopped a command. */
+export function errorDocument(err: unknown, known: Record<string, unknown> = {}): ErrorDocument {
+  const d = describeError(err);
+  return document(d.code, d.message, known, d.data);
 }
 
 /** A command-line error found before the command ran (commander's, or a missing command). */

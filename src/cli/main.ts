@@ -28,17 +28,15 @@ const PROCESS_IO: MainIo = {
   exit: (code) => process.exit(code),
 };
 
-/** Exit code for an error that reached the top: typed errors carry theirs; anything else is 1. */
-export function reportError(err: unknown, io: Pick<MainIo, 'stderr'> = PROCESS_IO): number {
-  if (err instanceof TsmError) {
-    io.stderr(`tsm: ${err.message.split('\n')[0]}\n`);
-    return err.exitCode;
-  }
-  // Not one of ours: still one line (no stack) unless TSM_DEBUG is set.
-  const message = err instanceof Error ? err.message : String(err);
-  io.stderr(`tsm: unexpected error: ${message.split('\n')[0]}\n`);
-  if (process.env.TSM_DEBUG && err instanceof Error && err.stack) io.stderr(err.stack + '\n');
-  return EXIT.failed;
+/**
+ * Prints the one `tsm: …` line of an error that reached the top and returns its exit code (typed
+ * errors carry theirs; src/cli/error-document.ts describes the rest). No stack unless TSM_DEBUG is set.
+ */
+export function reportError(err: unknown, describe: (err: unknown) => { message: string; exitCode: number }, io: Pick<MainIo, 'stderr'> = PROCESS_IO): number {
+  const d = describe(err);
+  io.stderr(`tsm: ${d.message}\n`);
+  if (process.env.TSM_DEBUG && !(err instanceof TsmError) && err instanceof Error && err.stack) io.stderr(err.stack + '\n');
+  return d.exitCode;
 }
 
 /**
@@ -112,7 +110,7 @@ export async function main(argv: string[], io: MainIo = PROCESS_IO): Promise<num
     json = options.json === true;
     let ctx: Context | undefined;
     const { installCleanups } = await import('./cleanup.js');
-    const { errorDocument, interruptedDocument, resultDocument } = await import('./error-document.js');
+    const { describeError, errorDocument, interruptedDocument, resultDocument } = await import('./error-document.js');
     const cleanups = installCleanups({
       command: name,
       log: (line) => io.stderr(line + '\n'),
@@ -138,7 +136,7 @@ export async function main(argv: string[], io: MainIo = PROCESS_IO): Promise<num
       }
     } catch (err) {
       if (cleanups.received()) return await untilExit();
-      code = reportError(err, io);
+      code = reportError(err, describeError, io);
       if (json) printJson(errorDocument(err, knownOf(name, ctx)));
     }
     // Something still registered (demo --keep: the server runs until Ctrl-C) keeps the handlers.
@@ -157,9 +155,9 @@ export async function main(argv: string[], io: MainIo = PROCESS_IO): Promise<num
     await program.parseAsync(argv);
   } catch (err) {
     // Loaded here, not on import (test/import-graph: before a command runs, only commander and the option tables).
-    const { errorDocument, usageDocument } = await import('./error-document.js');
+    const { describeError, errorDocument, usageDocument } = await import('./error-document.js');
     if (!(err instanceof CommanderError)) {
-      code = reportError(err, io);
+      code = reportError(err, describeError, io);
       if (json) printJson(errorDocument(err));
       return code;
     }

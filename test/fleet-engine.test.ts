@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { runFleet, type FleetEvent, type FleetTarget, type TargetRun } from '../src/fleet/engine.js';
 import { settle, sleep } from './helpers/wait.js';
 
-const targets = (n: number, server = (i: number): string => 's1'): FleetTarget[] =>
+const targets = (n: number, server = (_i: number): string => 's1'): FleetTarget[] =>
   Array.from({ length: n }, (_, i) => ({ name: `t${i + 1}`, url: `postgres://x@h/t${i + 1}`, server: server(i) }));
 
 /** Work that takes `ms` and exits with `code(name)`; records how many ran at once, overall and per server. */

@@ -201,6 +201,11 @@ function checkNames(targets: Target[], source: string): Target[] {
   return out;
 }
 
+/** The table has a URL column: `cannot connect to <that url>: why` becomes `cannot connect: why` there. */
+function shorter(message: string, t: Target): string {
+  return message.split(`cannot connect to ${t.url}: `).join('cannot connect: ');
+}
+
 /** Messages of connect() that mean the server itself cannot be reached (the same for every database on it). */
 const SERVER_DOWN = /: (connection refused|host not found|host unreachable|timed out after)/;
 
@@ -264,7 +269,7 @@ export async function runFleetCommand(command: FleetCommand, load: Loader, ctx: 
     const gone = down.get(t.server);
     if (gone !== undefined) {
       const err = new ConnectError(gone.message.split(gone.display).join(t.url));
-      return { exitCode: err.exitCode, result: errorDocument(err), summary: err.message };
+      return { exitCode: err.exitCode, result: errorDocument(err), summary: shorter(err.message, t) };
     }
     const globals: GlobalOptions = { databaseUrl: t.conn, schema: ctx.schema, json: ctx.json, color: ctx.color, ...timeoutGlobal };
     const tctx = makeContext(globals, { cleanups: ctx.cleanups, env: t.env, log: (line) => progress.log(`[${t.name}] ${line}`) });
@@ -278,7 +283,7 @@ export async function runFleetCommand(command: FleetCommand, load: Loader, ctx: 
         return { exitCode: 130, result: { ok: false, error: { code: 'interrupted', message: 'interrupted' } }, summary: 'interrupted' };
       }
       const doc = errorDocument(err);
-      return { exitCode: err instanceof TsmError ? err.exitCode : EXIT.failed, result: doc, summary: doc.error.message };
+      return { exitCode: err instanceof TsmError ? err.exitCode : EXIT.failed, result: doc, summary: shorter(doc.error.message, t) };
     }
   };
 

@@ -12,6 +12,7 @@ import { DOCTOR_OPTIONS } from './commands/doctor/flags.js';
 import { CREATE_OPTIONS, DOWN_OPTIONS, STATUS_OPTIONS, UP_OPTIONS } from './commands/migrate/flags.js';
 import { TEST_WRITE_OPTIONS } from './commands/test-write/flags.js';
 import type { CommandResult, Context } from './context.js';
+import { fleetable } from './fleet/dispatch.js';
 import { GLOBAL_OPTIONS, type CommandArgs, type OptionSpecs } from './options.js';
 
 export const VERSION = '0.1.0';
@@ -63,17 +64,17 @@ export function buildProgram(execute: Execute, output?: OutputConfiguration): Co
   addOptions(
     program.command('doctor').description('diagnose the telegram_sessions schema; exit 0 ok, 1 a check failed, 2 usage, 3 cannot connect'),
     DOCTOR_OPTIONS,
-  ).action(act(() => import('./commands/doctor/run.js')));
+  ).action(act(fleetable('doctor', () => import('./commands/doctor/run.js'))));
 
   const migrate = program.command('migrate').description('versioned migrations of the telegram_sessions schema');
   addOptions(migrate.command('up [n]').description('apply pending migrations (all, or the next N)'), UP_OPTIONS).action(
-    act(() => import('./commands/migrate/up.js'), 1),
+    act(fleetable('migrate up', () => import('./commands/migrate/up.js')), 1),
   );
   addOptions(migrate.command('down [n]').description('revert the last N applied migrations (default 1)'), DOWN_OPTIONS).action(
     act(() => import('./commands/migrate/down.js'), 1),
   );
   addOptions(migrate.command('status').description('each migration: applied (when) / pending / modified / missing'), STATUS_OPTIONS).action(
-    act(() => import('./commands/migrate/status.js')),
+    act(fleetable('migrate status', () => import('./commands/migrate/status.js'))),
   );
   addOptions(migrate.command('create <name>').description('create a new, empty TypeScript migration file'), CREATE_OPTIONS).action(
     act(() => import('./commands/migrate/create.js'), 1),
@@ -82,7 +83,7 @@ export function buildProgram(execute: Execute, output?: OutputConfiguration): Co
   addOptions(
     program.command('test-write').description('length-stress and concurrency test of session writes; cleans up after itself'),
     TEST_WRITE_OPTIONS,
-  ).action(act(() => import('./commands/test-write/run.js')));
+  ).action(act(fleetable('test-write', () => import('./commands/test-write/run.js'))));
 
   addOptions(
     program.command('dedupe').description('archive duplicate user_id rows (keeps one per user); nothing is deleted'),

@@ -67,7 +67,7 @@ describe('tsm migrate up: the unique index on user_id', () => {
     const dry = await migrate(db.url, ['up', '--dry-run', '--schema', 'inv']);
     assert.match(
       dry.stdout,
-      /-- telegram_sessions_user_id_unique is INVALID \(left by a failed concurrent build\): dropping it, then rebuilding\n(SET .*\n){3}DROP INDEX CONCURRENTLY IF EXISTS "inv"\."telegram_sessions_user_id_unique";\nCREATE UNIQUE INDEX CONCURRENTLY/,
+      /-- telegram_sessions_user_id_unique is INVALID \(left by a failed concurrent build\): dropping it, then rebuilding\n(SET .*\n){4}DROP INDEX CONCURRENTLY IF EXISTS "inv"\."telegram_sessions_user_id_unique";\nSET lock_timeout = '500ms';\nSET lock_timeout = '120000ms';\nCREATE UNIQUE INDEX CONCURRENTLY/,
     );
 
     const r = await migrate(db.url, ['up', '--schema', 'inv', '--json']);

@@ -55,6 +55,7 @@ export interface DryRunOptions {
   count: number | undefined;
   dir: string | undefined;
   lockTimeoutMs: number;
+  indexLockTimeoutMs: number;
   allowModified: boolean;
 }
 
@@ -63,7 +64,7 @@ export async function planUp(env: MigrateEnv, opts: DryRunOptions): Promise<DryR
   const dir = resolveDir(opts.dir);
   const files = await listMigrations(dir);
   const shipped = await shippedChecksums();
-  const session = await MigrateSession.open(env, { lockTimeoutMs: opts.lockTimeoutMs, lockRetries: 0, readOnly: true });
+  const session = await MigrateSession.open(env, { lockTimeoutMs: opts.lockTimeoutMs, indexLockTimeoutMs: opts.indexLockTimeoutMs, lockRetries: 0, readOnly: true });
   try {
     const refusals: string[] = [];
     const server = session.refusalText();
@@ -94,7 +95,7 @@ export async function planUp(env: MigrateEnv, opts: DryRunOptions): Promise<DryR
 
     result.setup = session.setupSql(state).map(show);
     const loaded = await loadSteps(files, plan.toRun);
-    for (const step of loaded.steps) result.migrations.push(await planOne(session, step, opts.lockTimeoutMs));
+    for (const step of loaded.steps) result.migrations.push(await planOne(session, step, opts));
     if (loaded.failed !== null) {
       result.migrations.push({ name: loaded.failed.file.name, transaction: true, sql: [], notes: [], would_stop: loadFailure(loaded.failed) });
     }
@@ -115,7 +116,7 @@ function show(s: Statement): string {
   return `${text}   -- bind parameters: ${s.values.length === 2 ? "$1 = the migration's name, $2 = the SHA-256 of its file" : "$1 = the migration's name"}`;
 }
 
-async function planOne(session: MigrateSession, step: LoadedStep, lockTimeoutMs: number): Promise<PlannedMigration> {
+async function planOne(session: MigrateSession, step: LoadedStep, opts: DryRunOptions): Promise<PlannedMigration> {
   const { file, mod } = step;
   const planned: PlannedMigration = { name: file.name, transaction: true, sql: [], notes: [], would_stop: null };
   try {
@@ -140,7 +141,7 @@ async function planOne(session: MigrateSession, step: LoadedStep, lockTimeoutMs:
       };
       const built = await buildMigration(mod, 'up', file.name, recording, migrationContext(session.schema, planned.notes), step.shorthands);
       planned.transaction = built.transaction;
-      planned.sql = planScript(session.schema, built, direct, 'up', file, lockTimeoutMs).map(show);
+      planned.sql = planScript(session.schema, built, direct, 'up', file, opts.lockTimeoutMs, opts.indexLockTimeoutMs).map(show);
     });
   } catch (err) {
     if (err instanceof Interrupted) throw err;

@@ -43,6 +43,8 @@ export interface RunOptions {
   count: number | undefined;
   dir: string | undefined;
   lockTimeoutMs: number;
+  /** lock_timeout of the concurrent index statements (they never make writers wait; not retried). */
+  indexLockTimeoutMs: number;
   /** Retries of a migration that could not get its lock in time. */
   lockRetries: number;
   lockWaitMs: number;
@@ -89,7 +91,7 @@ export async function runMigrations(env: MigrateEnv, opts: RunOptions): Promise<
   const result: RunResult = { direction: opts.direction, schema, migrations_dir: dir, lock_waited_ms: 0, steps: [], remaining: [], warnings: [] };
   const nothing = `nothing was ${opts.direction === 'up' ? 'applied' : 'reverted'}`;
 
-  const session = await MigrateSession.open(env, { lockTimeoutMs: opts.lockTimeoutMs, lockRetries: opts.lockRetries });
+  const session = await MigrateSession.open(env, { lockTimeoutMs: opts.lockTimeoutMs, indexLockTimeoutMs: opts.indexLockTimeoutMs, lockRetries: opts.lockRetries });
   let current: string | null = null;
   try {
     // Read-only server or transaction-mode pooler: refused before anything (no lock, no preflight).

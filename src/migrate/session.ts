@@ -63,8 +63,15 @@ export interface MigrateEnv {
 }
 
 export interface SessionOptions {
-  /** lock_timeout of every statement of a migration. */
+  /** lock_timeout of every statement of a migration (except the concurrent index statements). */
   lockTimeoutMs: number;
+  /**
+   * lock_timeout of CREATE / DROP INDEX CONCURRENTLY and REINDEX … CONCURRENTLY: they never make
+   * the application's reads or writes wait (SHARE UPDATE EXCLUSIVE), but they wait themselves for
+   * transactions (in their last phase for every older snapshot in the database), and a build that
+   * times out is thrown away. So they wait longer, once, and are not retried on a lock timeout.
+   */
+  indexLockTimeoutMs: number;
   /** Retries of a migration that could not get its lock in time (attempts = retries + 1). */
   lockRetries: number;
   /** --dry-run: every read in a READ ONLY transaction, no lock. */
@@ -93,6 +100,20 @@ export function poolerRefusal(detail: string): UsageError {
   return new UsageError(`${detail}: this URL ${POOLER_ADVICE}`, { code: 'transaction_pooler', data: { pooling: 'transaction' } });
 }
 
+/** A statement that runs CONCURRENTLY (never inside a transaction): it gets --index-lock-timeout. */
+export function isConcurrentIndexStatement(text: string): boolean {
+  return /^\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX)\b[^;]*\bCONCURRENTLY\b/i.test(text);
+}
+
+/** The lock_timeout around a concurrent index statement, as sent (shown by --dry-run). */
+export function aroundConcurrent(text: string, lockTimeoutMs: number, indexLockTimeoutMs: number): Statement[] {
+  return [
+    { text: `SET lock_timeout = '${Math.trunc(indexLockTimeoutMs)}ms'`, values: [] },
+    { text, values: [] },
+    { text: `SET lock_timeout = '${Math.trunc(lockTimeoutMs)}ms'`, values: [] },
+  ];
+}
+
 /** The check each tsm transaction starts with: still the backend that holds the migration lock? */
 const GUARD = 'SELECT pg_catalog.pg_backend_pid() AS pid';
 
@@ -113,15 +134,24 @@ const COMMIT: Statement = { text: 'COMMIT', values: [] };
  * CONCURRENTLY); they and a non-transactional migration's statements run with tsm's timeouts on
  * the session, RESET afterwards.
  */
-export function planScript(schema: string, built: BuiltMigration, direct: string[], direction: Direction, file: MigrationFile, lockTimeoutMs: number): Statement[] {
-  const body = built.statements.map((text) => ({ text, values: [] }));
+export function planScript(
+  schema: string,
+  built: BuiltMigration,
+  direct: string[],
+  direction: Direction,
+  file: MigrationFile,
+  lockTimeoutMs: number,
+  indexLockTimeoutMs: number,
+): Statement[] {
+  const alone = (text: string): Statement[] =>
+    isConcurrentIndexStatement(text) ? aroundConcurrent(text, lockTimeoutMs, indexLockTimeoutMs) : [{ text, values: [] }];
   const mark = markSql(schema, direction, file.name, file.checksum);
   const outside = !built.transaction || direct.length > 0;
   const out: Statement[] = [];
   if (outside) out.push(...setSession(lockTimeoutMs));
-  out.push(...direct.map((text) => ({ text, values: [] })));
-  if (built.transaction) out.push(...transactionStart(lockTimeoutMs), ...body, mark, COMMIT);
-  else out.push(...body, ...transactionStart(lockTimeoutMs), mark, COMMIT);
+  out.push(...direct.flatMap(alone));
+  if (built.transaction) out.push(...transactionStart(lockTimeoutMs), ...built.statements.map((text) => ({ text, values: [] })), mark, COMMIT);
+  else out.push(...built.statements.flatMap(alone), ...transactionStart(lockTimeoutMs), mark, COMMIT);
   if (outside) out.push(...RESET_SESSION);
   return out;
 }
@@ -227,6 +257,25 @@ export class MigrateSession {
       throw err;
     } finally {
       if (this.busy === p) this.busy = null;
+    }
+  }
+
+  /**
+   * A migration's own statement outside a transaction: a concurrent index statement runs with
+   * --index-lock-timeout (then the session's lock_timeout is tsm's again); its errors are marked so
+   * that a lock timeout is named with that option and not retried (it already waited long).
+   */
+  private async statement(text: string, values?: unknown[]): Promise<QueryResult> {
+    if (!isConcurrentIndexStatement(text)) return this.query(text, values);
+    const [before, , after] = aroundConcurrent(text, this.opts.lockTimeoutMs, this.opts.indexLockTimeoutMs);
+    await this.query(before!.text);
+    try {
+      return await this.query(text, values);
+    } catch (err) {
+      if (err !== null && typeof err === 'object') Object.assign(err, { tsmConcurrent: true, tsmLockTimeoutMs: this.opts.indexLockTimeoutMs });
+      throw err;
+    } finally {
+      await this.client.query(after!.text).catch(() => {});
     }
   }
 
@@ -387,7 +436,7 @@ export class MigrateSession {
     this.env.log(`tsm migrate: ${direction === 'up' ? 'applying' : 'reverting'} ${name}`);
     const started = Date.now();
     const db: BuildDb = {
-      query: (text, values) => this.query(text, values),
+      query: (text, values) => this.statement(text, values),
       select: async (text, values) => (await this.query(text, values)).rows as Record<string, unknown>[],
     };
     const { value: notes, attempts } = await this.withRetry(name, async () => {
@@ -405,7 +454,7 @@ export class MigrateSession {
             await this.query(mark.text, mark.values);
           });
         } else {
-          for (const text of body) await this.query(text);
+          for (const text of body) await this.statement(text);
           await this.inTransaction(false, () => this.query(mark.text, mark.values));
         }
         return notes;
@@ -434,7 +483,8 @@ export class MigrateSession {
         {
           policy,
           signal: this.env.signal,
-          retryOn: (err) => isLockFailure(err),
+          // A concurrent index statement that timed out waited --index-lock-timeout already.
+          retryOn: (err) => isLockFailure(err) && (err as { tsmConcurrent?: boolean }).tsmConcurrent !== true,
           onRetry: (err, attempt, delayMs) => {
             const why = classifyError(err).sqlstate === '40P01' ? 'deadlock' : `no lock within ${fmtMs(this.opts.lockTimeoutMs)}`;
             this.env.log(`tsm migrate: ${label}: ${why}; retrying in ${fmtMs(Math.round(delayMs / 100) * 100)} (attempt ${attempt + 1} of ${policy.attempts})`);

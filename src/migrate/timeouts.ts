@@ -110,8 +110,11 @@ function serverSays(name: TimeoutName, ctx: TimeoutContext): string {
  */
 export function timeoutName(err: unknown, ctx: TimeoutContext): string | null {
   switch (classifyError(err).sqlstate) {
-    case '55P03':
+    case '55P03': {
+      const own = err as { tsmConcurrent?: boolean; tsmLockTimeoutMs?: number };
+      if (own.tsmConcurrent === true && own.tsmLockTimeoutMs !== undefined) return `lock_timeout (--index-lock-timeout ${fmt(own.tsmLockTimeoutMs)})`;
       return ctx.underTsm ? `lock_timeout (--lock-timeout ${fmt(ctx.lockTimeoutMs)})` : `lock_timeout (${serverSays('lock_timeout', ctx)})`;
+    }
     case '57014':
       if (ctx.cancelledByTsm) return 'cancelled by tsm (Ctrl-C)';
       return ctx.underTsm

@@ -16,6 +16,7 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
       count: o.count ?? 1,
       dir: o.dir,
       lockTimeoutMs: o.lockTimeoutMs,
+      indexLockTimeoutMs: o.indexLockTimeoutMs,
       lockRetries: o.lockRetries,
       lockWaitMs: o.lockWaitMs,
       allowModified: false,

@@ -7,13 +7,19 @@ const migrationsDir = { flags: '--migrations-dir <path>', description: 'folder o
  * `migrate up` and `migrate down`. The lock defaults were chosen by measurement (bench/lock-queue,
  * docs/migrate.md "Lock queue"): an ALTER TABLE waiting for its lock makes every later writer wait
  * behind it for as long as it waits, so it waits at most 500 ms per attempt; 12 retries with
- * pauses of 0.5 s doubling to 5 s keep trying for about 50 s.
+ * pauses of 0.5 s doubling to 5 s keep trying for about 54 s. Concurrent index statements never
+ * make writers wait, so they wait longer (2 min), once.
  */
 export const LOCK_OPTIONS = {
   lockTimeout: {
     flags: '--lock-timeout <duration>',
     description: 'lock_timeout of each attempt: the longest any application write waits behind a migration',
     default: '500ms',
+  },
+  indexLockTimeout: {
+    flags: '--index-lock-timeout <duration>',
+    description: 'lock_timeout of CREATE/DROP INDEX CONCURRENTLY: they never make writers wait, and a build that times out is lost',
+    default: '2min',
   },
   lockRetries: {
     flags: '--lock-retries <n>',

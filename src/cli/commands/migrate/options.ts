@@ -7,6 +7,7 @@ import { LOCK_OPTIONS } from './flags.js';
 export interface MigrateOptions {
   count: number | undefined;
   lockTimeoutMs: number;
+  indexLockTimeoutMs: number;
   lockRetries: number;
   lockWaitMs: number;
   dir: string | undefined;
@@ -27,6 +28,7 @@ export function migrateOptions(args: CommandArgs): MigrateOptions {
   return {
     count: raw === undefined ? undefined : parseIntStrict('N', raw, 1, 100_000),
     lockTimeoutMs: parseDuration('--lock-timeout', optionValue(LOCK_OPTIONS, o, 'lockTimeout')),
+    indexLockTimeoutMs: parseDuration('--index-lock-timeout', optionValue(LOCK_OPTIONS, o, 'indexLockTimeout')),
     lockRetries: parseIntStrict('--lock-retries', optionValue(LOCK_OPTIONS, o, 'lockRetries'), 0, 100),
     lockWaitMs: parseDuration('--lock-wait', optionValue(LOCK_OPTIONS, o, 'lockWait')),
     dir,

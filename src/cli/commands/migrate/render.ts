@@ -40,16 +40,17 @@ export function renderRun(r: RunResult, style: ChalkInstance, database: string):
   return out.join('\n');
 }
 
-export function renderDryRun(r: DryRunResult, database: string, lockTimeoutMs: number, lockRetries: number): string {
+export function renderDryRun(r: DryRunResult, database: string, o: { lockTimeoutMs: number; indexLockTimeoutMs: number; lockRetries: number }): string {
   const out = [`-- ${header('migrate up --dry-run', database, r.schema)}`, '-- nothing below has been run: no lock taken, nothing created or changed'];
   if (r.migrations.length === 0) {
     out.push(r.refusal ? `-- up would refuse: ${r.refusal}` : `-- up to date: nothing pending (${plural(r.applied, 'migration')} applied)`);
     return out.join('\n');
   }
   out.push(
-    `-- every statement runs with lock_timeout = ${fmtMs(lockTimeoutMs)}, statement_timeout = 0 and idle_in_transaction_session_timeout = 0 ` +
+    `-- every statement runs with lock_timeout = ${fmtMs(o.lockTimeoutMs)}, statement_timeout = 0 and idle_in_transaction_session_timeout = 0 ` +
       `(SET LOCAL in each transaction; on the session, then RESET, for statements outside one and for tsm's catalog reads while it plans a migration)`,
-    `-- a migration that cannot get a lock in time is rolled back and run again, up to ${lockRetries} more times (pauses of 0.5 s doubling to 5 s)`,
+    `-- a migration that cannot get a lock in time is rolled back and run again, up to ${o.lockRetries} more times (pauses of 0.5 s doubling to 5 s); ` +
+      `CREATE/DROP INDEX CONCURRENTLY waits up to ${fmtMs(o.indexLockTimeoutMs)} instead, once (it never makes writers wait)`,
   );
   if (r.refusal) out.push(`-- up would refuse before applying anything: ${r.refusal}`);
   if (r.setup.length > 0) out.push('', '-- setup', ...r.setup);

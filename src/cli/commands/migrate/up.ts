@@ -12,8 +12,8 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
   const o = migrateOptions(args);
   const database = ctx.connection().display;
   if (o.dryRun) {
-    const plan = await planUp(ctx, { count: o.count, dir: o.dir, lockTimeoutMs: o.lockTimeoutMs, allowModified: o.allowModified });
-    return { exitCode: EXIT.ok, data: plan, render: () => renderDryRun(plan, database, o.lockTimeoutMs, o.lockRetries) };
+    const plan = await planUp(ctx, { count: o.count, dir: o.dir, lockTimeoutMs: o.lockTimeoutMs, indexLockTimeoutMs: o.indexLockTimeoutMs, allowModified: o.allowModified });
+    return { exitCode: EXIT.ok, data: plan, render: () => renderDryRun(plan, database, o) };
   }
   const result = await withInterrupt(ctx, () =>
     runMigrations(ctx, {
@@ -21,6 +21,7 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
       count: o.count,
       dir: o.dir,
       lockTimeoutMs: o.lockTimeoutMs,
+      indexLockTimeoutMs: o.indexLockTimeoutMs,
       lockRetries: o.lockRetries,
       lockWaitMs: o.lockWaitMs,
       allowModified: o.allowModified,

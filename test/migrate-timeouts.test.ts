@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
+import { sourceWords, timeoutName } from '../src/migrate/timeouts.js';
 import { createTestDatabase } from './helpers/db.js';
 import { preFixSchema } from './helpers/fixtures.js';
 import { SHIPPED, history, indexesOf, lastLine, migrate, qi } from './helpers/migrate.js';
@@ -94,5 +95,27 @@ describe('tsm migrate under role-level timeouts', () => {
     } finally {
       await blocker.query('ROLLBACK');
     }
+  });
+});
+
+describe('how a timeout is named (by SQLSTATE, with the source of its value)', () => {
+  const server = {
+    lock_timeout: { value: '1ms', source: 'user' },
+    statement_timeout: { value: '200ms', source: 'user' },
+    idle_in_transaction_session_timeout: { value: '100ms', source: 'database' },
+  };
+  const err = (code: string, extra: Record<string, unknown> = {}): Error => Object.assign(new Error('canceling statement'), { code, ...extra });
+  const ctx = { lockTimeoutMs: 500, server, underTsm: false, cancelledByTsm: false };
+
+  it('names the timeout and where its value came from', () => {
+    assert.equal(timeoutName(err('57014'), ctx), 'statement_timeout (role setting 200ms)');
+    assert.equal(timeoutName(err('25P03'), ctx), 'idle_in_transaction_session_timeout (database setting 100ms)');
+    assert.equal(timeoutName(err('55P03'), ctx), 'lock_timeout (role setting 1ms)');
+    assert.equal(timeoutName(err('55P03'), { ...ctx, underTsm: true }), 'lock_timeout (--lock-timeout 500ms)');
+    assert.equal(timeoutName(err('55P03', { tsmConcurrent: true, tsmLockTimeoutMs: 120_000 }), { ...ctx, underTsm: true }), 'lock_timeout (--index-lock-timeout 120s)');
+    assert.equal(timeoutName(err('57014'), { ...ctx, cancelledByTsm: true }), 'cancelled by tsm (Ctrl-C)');
+    assert.equal(timeoutName(err('42501'), ctx), null);
+    assert.equal(sourceWords('configuration file'), 'server setting');
+    assert.equal(sourceWords('database user'), 'role setting in this database');
   });
 });

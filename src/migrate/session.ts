@@ -185,7 +185,9 @@ export class MigrateSession {
   /** Where the running migration is: its transaction is open ('transaction'), or its statements run outside one. */
   phase: 'outside' | 'transaction' | null = null;
   private readonly onAbort = (): void => {
-    if (this.busy) this.cancelling ??= this.cancelLoop();
+    // Through a transaction-mode pooler the backend pid is not ours to cancel (it may be running
+    // someone else's statement by now); there tsm only reads (a dry run) and simply stops.
+    if (this.busy && this.server.pooling !== 'transaction') this.cancelling ??= this.cancelLoop();
   };
 
   private constructor(

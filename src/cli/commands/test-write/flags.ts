@@ -1,6 +1,7 @@
 /** `tsm test-write`: its flags, help texts and defaults, the only place they are written (--help, the parser and tsm demo read them). */
 import { VIAS } from '../../../store/via.js';
 import type { OptionSpecs } from '../../options.js';
+import { fleetOptions } from '../../fleet/flags.js';
 
 export const MAX_CONCURRENCY = 256;
 export const MAX_ROUNDS = 100_000;
@@ -12,4 +13,5 @@ export const TEST_WRITE_OPTIONS = {
   via: { flags: '--via <path>', description: 'write through the function or the INSERT … ON CONFLICT statement', default: 'function', choices: VIAS },
   keep: { flags: '--keep', description: 'keep the test rows' },
   metricsFile: { flags: '--metrics-file <file>', description: 'write Prometheus metrics (textfile-collector format)' },
+  ...fleetOptions('continue'),
 } as const satisfies OptionSpecs;

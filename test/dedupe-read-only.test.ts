@@ -1,8 +1,8 @@
 /**
  * tsm dedupe on read-only servers (issue 10): on a hot standby (made with pg_basebackup) and on a
  * primary whose role defaults to read-only transactions, dedupe refuses up front with one line
- * naming the primary, exit 1, and never says "rows moved before this" (nothing moved); the refusal
- * carries the code `read_only` (for the --json error document). --dry-run works on the standby.
+ * naming the primary, exit 1, and never says "rows moved before this" (nothing moved); the --json
+ * error document (and the library's FailError) carries the code `read_only`. --dry-run works on the standby.
  *
  * On the code before this test the standby answered "dedupe stopped: read_only (25006): cannot
  * execute CREATE TABLE in a read-only transaction; rows moved before this are in the archive …".
@@ -37,7 +37,12 @@ describe('tsm dedupe on a hot standby', { skip: requirePart('pg_basebackup') }, 
     assert.equal(r.stderr, 'tsm: read-only server (hot standby): connect to the primary\n');
     assert.doesNotMatch(r.stderr, /moved/);
 
-    // The refusal carries the stable code the --json error document shows.
+    const j = await runTsm(['dedupe', '-d', standby.url('postgres'), '--json']);
+    assert.equal(j.code, 1);
+    assert.deepEqual(j.json().error, { code: 'read_only', message: 'read-only server (hot standby): connect to the primary' });
+    assert.equal(j.json().in_recovery, true);
+
+    // The library's refusal carries the same code.
     const c = new pg.Client({ connectionString: standby.url('postgres') });
     await c.connect();
     try {

@@ -162,6 +162,17 @@ describe('tsm dedupe and its own lock timeout', () => {
       await holder.query('ROLLBACK');
     }
     assert.equal((await db.sql(`SELECT count(*)::int AS n FROM held.telegram_sessions`)).rows[0].n, 80);
+    // With --json: the error document names the code, and says nothing was archived.
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE held.telegram_sessions IN SHARE MODE');
+    try {
+      const j = await runTsm(['dedupe', '-d', db.url, '--schema', 'held', '--lock-timeout', '50ms', '--json']);
+      assert.equal(j.code, 1);
+      assert.equal(j.json().error.code, 'lock_timeout');
+      assert.equal(j.json().archived, 0);
+    } finally {
+      await holder.query('ROLLBACK');
+    }
     const again = await runTsm(['dedupe', '-d', db.url, '--schema', 'held', '--json']);
     assert.equal(again.code, 0, again.stderr);
     assert.equal(again.json<DedupeReport>().archived, 40);

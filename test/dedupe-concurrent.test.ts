@@ -13,6 +13,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type pg from 'pg';
+import type { DedupeReport } from '../src/dedupe/engine.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
 import { preFixSchema } from './helpers/fixtures.js';
@@ -122,5 +123,40 @@ describe('tsm dedupe with a concurrent writer', () => {
         (SELECT count(*) FROM seeded s WHERE NOT EXISTS (SELECT 1 FROM telegram_sessions t WHERE t.id = s.id)
                                    AND NOT EXISTS (SELECT 1 FROM telegram_sessions_duplicates_archive a WHERE a.id = s.id))::int AS neither`)).rows[0];
     assert.deepEqual(place, { total: USERS * 3 + 2000 + tally.inserts, both: 0, neither: 0 });
+  });
+});
+
+describe('tsm dedupe and a row the application holds', () => {
+  it('waits at most a moment, redoes the batch skipping that row, moves the rest; the holder is never blocked for long', async () => {
+    await db.sql(`${preFixSchema('held')}
+      INSERT INTO held.telegram_sessions (tenant_id, user_id, session_string_enc, updated_at)
+      SELECT 't', 'h-' || i, 'v' || j, timestamptz '2024-01-01' + j * interval '1 day' FROM generate_series(1, 50) i, generate_series(1, 2) j;`);
+    const busy = (await db.sql(`SELECT id FROM held.telegram_sessions WHERE user_id = 'h-7' ORDER BY updated_at LIMIT 1`)).rows[0].id as string;
+    const app = await db.client();
+    await app.query('BEGIN');
+    await app.query(`SELECT 1 FROM held.telegram_sessions WHERE id = $1 FOR UPDATE`, [busy]); // the application is writing that row
+    let report: DedupeReport;
+    try {
+      const r = await runTsm(['dedupe', '-d', db.url, '--schema', 'held', '--json']);
+      assert.equal(r.code, 1, r.stderr);
+      report = r.json<DedupeReport>();
+      // The application's transaction is still usable: nothing of tsm's waits on it now.
+      const t0 = Date.now();
+      await app.query(`UPDATE held.telegram_sessions SET session_string_enc = 'app', updated_at = now() WHERE id = $1`, [busy]);
+      assert.ok(Date.now() - t0 < 1000);
+    } finally {
+      await app.query('COMMIT');
+    }
+    assert.equal(report.archived, 49, 'every other duplicate moved');
+    assert.ok(report.batches_retried >= 1, 'the batch that met the busy row was redone skipping it');
+    assert.ok(report.skipped_busy >= 1);
+    assert.equal(report.duplicates_remaining, 1);
+    assert.equal(report.verification?.ok, true);
+    const again = await runTsm(['dedupe', '-d', db.url, '--schema', 'held', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    const j = again.json<DedupeReport>();
+    assert.equal(j.archived, 1);
+    // The row the application wrote last is the newest now: it is the one kept.
+    assert.deepEqual((await db.sql(`SELECT id::text, session_string_enc FROM held.telegram_sessions WHERE user_id = 'h-7'`)).rows, [{ id: busy, session_string_enc: 'app' }]);
   });
 });

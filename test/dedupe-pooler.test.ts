@@ -193,11 +193,12 @@ describe('tsm dedupe through PgBouncer', { skip }, () => {
     assert.equal(ja.archived + jb.archived, excess, 'together they moved each excess row once');
     assert.equal(ja.verification?.ok, true);
     assert.equal(jb.verification?.ok, true);
-    assert.ok(ja.archived > 0 && jb.archived > 0, 'both runs moved rows: their batches took turns');
+    // (How the work splits depends on timing: both walk the table in the same order, so the one
+    // behind often finds its planned rows already moved, and skips them.)
     for (const j of [ja, jb]) {
       // Rows that left the table without this run moving them are exactly the rows the other run put in the archive meanwhile.
       const c = j.conservation!;
-      assert.equal(c.difference, -(c.archive_grew_by - c.rows_archived), JSON.stringify(c));
+      assert.equal(c.difference + (c.archive_grew_by - c.rows_archived), 0, JSON.stringify(c));
     }
     await assertConserved(schema, excess);
     const human = await runTsm(['dedupe', '-d', bouncer.url(db.name), '--schema', schema]);

@@ -1,9 +1,10 @@
 /**
  * The dedupe run: check the server can be written → describe the table → make the archive fit
- * → plan (one scan: the addresses of every duplicated user_id's rows) → batches (one short
- * transaction each, sized by time: rank the planned rows of some user_ids, move all but the kept
- * one per user_id into the archive) → a counting scan; another pass while duplicates are left
- * (rows the application changed or kept busy meanwhile) → counts and a row-by-row check.
+ * → plan (one scan: the duplicated user_ids' rows ranked, each row to move listed with its
+ * address, its version and the row kept) → batches (one short transaction each, sized by time:
+ * the next planned rows in physical order, moved into the archive if still in the planned
+ * version) → a counting scan; another pass while duplicates are left (rows the application
+ * changed or kept busy meanwhile) → counts and a row-by-row check.
  *
  * Nothing depends on the server session: every transaction sets what it needs with SET LOCAL,
  * and two runs keep out of each other's way with a transaction-level advisory lock taken by each
@@ -40,7 +41,7 @@ export type { KeepPolicy };
 export interface DedupeOptions {
   schema: string;
   keep: KeepPolicy;
-  /** A fixed number of user_ids per batch. Default: batches sized by time (`batchTargetMs`). */
+  /** A fixed number of rows to move per batch. Default: batches sized by time (`batchTargetMs`). */
   batchSize?: number;
   /** How long one batch transaction should take, in ms: its row locks are held that long. Default 50. */
   batchTargetMs?: number;
@@ -133,7 +134,7 @@ export interface DedupeReport {
   archive: string;
   dry_run: boolean;
   keep: KeepPolicy;
-  /** The fixed user_ids per batch, or null when batches were sized by time. */
+  /** The fixed rows per batch, or null when batches were sized by time. */
   batch_size: number | null;
   /** The time one batch was sized to take (ms). */
   batch_target_ms: number;
@@ -179,27 +180,27 @@ const BATCH_STATEMENT_MS = 5000;
 const BATCH_IDLE_MS = 10_000;
 /** A batch that failed on a lock timeout, a deadlock, a serialization failure or its statement timeout: 6 attempts, 50 ms … 800 ms apart. */
 const BATCH_RETRY: RetryPolicy = { attempts: 6, baseDelayMs: 50, maxDelayMs: 800, jitter: 'equal' };
-const MAX_USERS_PER_BATCH = 50_000;
-const FIRST_BATCH_USERS = 64;
+const MAX_ROWS_PER_BATCH = 50_000;
+const FIRST_BATCH_ROWS = 200;
 
-/** Batch sizes: fixed, or by time (the cost per user_id measured, smoothed, and the next batch sized to the target). */
+/** Batch sizes in rows: fixed, or by time (the cost per row measured, smoothed, and the next batch sized to the target). */
 export class BatchSizer {
-  private perUserMs: number | undefined;
+  private perRowMs: number | undefined;
   size: number;
   constructor(
     private readonly targetMs: number,
     private readonly fixed?: number,
   ) {
-    this.size = fixed ?? FIRST_BATCH_USERS;
+    this.size = fixed ?? FIRST_BATCH_ROWS;
   }
-  observe(users: number, ms: number): void {
-    if (this.fixed !== undefined || users <= 0) return;
-    const cost = Math.max(ms, 0.05) / users;
-    this.perUserMs = this.perUserMs === undefined ? cost : 0.5 * this.perUserMs + 0.5 * cost;
-    const want = Math.max(1, Math.floor(this.targetMs / this.perUserMs));
+  observe(rows: number, ms: number): void {
+    if (this.fixed !== undefined || rows <= 0) return;
+    const cost = Math.max(ms, 0.05) / rows;
+    this.perRowMs = this.perRowMs === undefined ? cost : 0.5 * this.perRowMs + 0.5 * cost;
+    const want = Math.max(1, Math.floor(this.targetMs / this.perRowMs));
     // Move towards it, at most 4× up or down per batch (one slow or fast batch is not a trend).
     const lo = Math.max(1, Math.floor(this.size / 4));
-    const hi = Math.min(MAX_USERS_PER_BATCH, this.size * 4);
+    const hi = Math.min(MAX_ROWS_PER_BATCH, this.size * 4);
     this.size = Math.max(lo, Math.min(hi, want));
   }
   shrink(): void {
@@ -207,42 +208,46 @@ export class BatchSizer {
   }
 }
 
-/** One duplicated user_id in a pass's plan: where its rows are. */
-interface PlanUser {
+/** One row to move, as a pass planned it: where it is, the version that was ranked, the row kept for its user_id. */
+interface PlanRow {
   leaf: number;
-  tids: string[];
+  tid: string;
+  xmin: string;
+  kept: string;
+  block: number;
+  offset: number;
+}
+
+interface Plan {
+  rows: PlanRow[];
+  /** Duplicated user_ids. */
+  users: number;
 }
 
 interface Scan {
   counts: Counts;
-  plan: PlanUser[];
+  plan: Plan;
 }
 
-const TID = /\(\d+,\d+\)/g;
+const TID = /^\((\d+),(\d+)\)$/;
 
-/**
- * The plan's text, parsed; users ordered by the block of their first row, so that consecutive
- * batches walk the table front to back (about half of the pages a batch reads are then read once
- * for several users, instead of once per row anywhere in the table).
- */
-function parsePlan(rows: { plan: string }[], shape: TableShape): PlanUser[] {
-  const single = shape.partitionKey === null ? shape.leaves[0]!.oid : null;
-  const users = rows.map(({ plan }): PlanUser & { block: number } => {
-    let leaf = single ?? 0;
-    let text = plan;
-    if (single === null) {
-      const colon = plan.indexOf(':');
-      leaf = Number(plan.slice(0, colon));
-      text = plan.slice(colon + 1);
-    }
-    const tids = text.match(TID) ?? [];
-    let block = Infinity;
-    for (const t of tids) block = Math.min(block, Number(t.slice(1, t.indexOf(','))));
-    return { leaf, tids, block };
-  });
-  users.sort((a, b) => a.leaf - b.leaf || a.block - b.block);
-  return users.map(({ leaf, tids }) => ({ leaf, tids }));
+/** The plan's chunks, flattened and put in physical order: leaf, then block, then line pointer. */
+function parsePlan(chunks: { leaf: string; users: number; tids: string[]; xmins: string[]; kept: string[] }[]): Plan {
+  const rows: PlanRow[] = [];
+  let users = 0;
+  for (const c of chunks) {
+    users += c.users;
+    const leaf = Number(c.leaf);
+    c.tids.forEach((tid, i) => {
+      const m = TID.exec(tid);
+      rows.push({ leaf, tid, xmin: c.xmins[i]!, kept: c.kept[i]!, block: m ? Number(m[1]) : 0, offset: m ? Number(m[2]) : 0 });
+    });
+  }
+  rows.sort((a, b) => a.leaf - b.leaf || a.block - b.block || a.offset - b.offset);
+  return { rows, users };
 }
+
+type PlanChunk = { leaf: string; users: number; tids: string[]; xmins: string[]; kept: string[] };
 
 const plural = (n: number, one: string, many = one + 's'): string => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
 
@@ -386,10 +391,10 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
 
   const first = await timed('plan', () => readTx('scanning', async (): Promise<Scan> => {
     const rows = Number((await session.query<{ rows: string }>(rowCountSql(shape))).rows[0]!.rows);
-    const planRows = (await session.query<{ plan: string }>(planSql(shape))).rows;
+    const chunks = (await session.query<PlanChunk>(planSql(shape, keep))).rows;
     const archive_rows = await archiveRows(session, shape);
-    const plan = parsePlan(planRows, shape);
-    return { counts: { rows, duplicate_users: plan.length, excess_rows: plan.reduce((s, p) => s + p.tids.length - 1, 0), archive_rows }, plan };
+    const plan = parsePlan(chunks);
+    return { counts: { rows, duplicate_users: plan.users, excess_rows: plan.rows.length, archive_rows }, plan };
   }, 1));
   report.before = first.counts;
 
@@ -398,6 +403,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
   const batchMs: number[] = [];
   const sizer = new BatchSizer(targetMs, opts.batchSize);
   const leaves = new Map<number, Leaf>(shape.leaves.map((l) => [l.oid, l]));
+
   const maxPasses = opts.maxPasses ?? DEFAULT_PASSES;
   let plan = first.plan;
   let last: Counts = first.counts;
@@ -415,80 +421,84 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
     );
   };
 
-  while (plan.length > 0 && report.passes < maxPasses) {
+  while (plan.rows.length > 0 && report.passes < maxPasses) {
     report.passes++;
     const pass = report.passes;
     // Everything left was busy last time: give the application a moment to commit.
     if (movedLastPass === 0) await sleep(100 * pass, signal);
     stopIfAborted();
-    const planned = plan.reduce((s, p) => s + p.tids.length - 1, 0);
-    if (pass > 1) log(`dedupe: pass ${pass}: ${plural(plan.length, 'user_id')} still duplicated (changed or busy while the last pass ran), ${plural(planned, 'row')} to move`, 'warn');
+    const planned = plan.rows.length;
+    if (pass > 1) log(`dedupe: pass ${pass}: ${plural(plan.users, 'user_id')} still duplicated (changed or busy while the last pass ran), ${plural(planned, 'row')} to move`, 'warn');
     const passStart = Date.now();
     const movedBefore = report.archived;
     const batchesBefore = report.batches;
-    const byLeaf = new Map<number, PlanUser[]>();
-    for (const u of plan) {
-      const list = byLeaf.get(u.leaf);
-      if (list) list.push(u);
-      else byLeaf.set(u.leaf, [u]);
-    }
-    for (const [oid, users] of byLeaf) {
-      const leaf = leaves.get(oid);
-      if (!leaf) continue; // a partition created after describeTable: the next run sees it
-      let i = 0;
-      let attempts = 0;
-      let skipLocked = false;
-      while (i < users.length) {
-        stopIfAborted();
-        const slice = users.slice(i, i + sizer.size);
-        const tids = slice.flatMap((u) => u.tids);
-        const out = await moveBatch(session, shape, leaf, keep, tids, skipLocked, (extra) => beginLocked(extra, batchTx));
-        if (out.ok) {
-          i += slice.length;
-          attempts = 0;
-          if (skipLocked) report.batches_retried++;
-          skipLocked = false;
-          report.batches++;
-          batchMs.push(out.ms);
-          sizer.observe(slice.length, out.ms);
-          const expected = slice.reduce((s, u) => s + u.tids.length - 1, 0);
-          report.skipped_busy += Math.max(0, expected - out.rows.length);
-          report.archived += out.rows.length;
-          for (const r of out.rows) {
-            shape.rowKey.forEach((c, k) => keyValues[k]!.push(r['k_' + c.name]!));
-            const u = perUser.get(r.user_id) ?? { user_id: r.user_id, kept_id: r.kept_id, archived: 0 };
-            u.kept_id = r.kept_id;
-            u.archived++;
-            perUser.set(r.user_id, u);
-          }
-          progress({
-            phase: 'moving',
-            pass,
-            planned,
-            movedThisPass: report.archived - movedBefore,
-            moved: report.archived,
-            batches: report.batches - batchesBefore,
-            elapsedMs: Date.now() - passStart,
-            backendPid: null,
-          });
-          continue;
+    const rows = plan.rows;
+    let i = 0;
+    let attempts = 0;
+    let skipLocked = false;
+    while (i < rows.length) {
+      stopIfAborted();
+      // A batch: the next rows in physical order, all in one leaf partition.
+      const leafOid = rows[i]!.leaf;
+      let end = Math.min(rows.length, i + sizer.size);
+      for (let k = i; k < end; k++) {
+        if (rows[k]!.leaf !== leafOid) {
+          end = k;
+          break;
         }
-        // A failed batch changed nothing (its transaction was rolled back).
-        const state = sqlstateOf(out.error);
-        const rowLock = out.step === 'rows' && (state === '55P03' || state === '40P01');
-        const retryable = rowLock || state === '55P03' || state === '40P01' || state === '40001' || state === '57014';
-        attempts++;
-        if (!retryable || attempts >= BATCH_RETRY.attempts || signal?.aborted) {
-          if (state === '55P03' && out.step === 'table') throw await tableLockError(session, shape, leaf, lockKey, lockTimeoutMs, out.error, report.archived, attempts);
-          throw out.error;
-        }
-        if (rowLock) skipLocked = true; // the application holds one of the rows: redo, skipping busy rows
-        if (state === '57014') sizer.shrink();
-        const delay = backoffDelay(attempts, BATCH_RETRY);
-        const what = out.step === 'table' ? `waiting for the table lock on ${leaf.name}` : rowLock ? 'a row the application holds' : `SQLSTATE ${state}`;
-        log(`dedupe: batch ${report.batches + 1}: ${what}; retrying in ${Math.round(delay)} ms${skipLocked ? ', skipping busy rows' : ''}`, 'warn');
-        await sleep(delay, signal);
       }
+      const slice = rows.slice(i, end);
+      const leaf = leaves.get(leafOid);
+      if (!leaf) {
+        // a partition created after describeTable: the next run sees it
+        i = end;
+        continue;
+      }
+      const out = await moveBatch(session, shape, leaf, slice, skipLocked, (extra) => beginLocked(extra, batchTx));
+      if (out.ok) {
+        i = end;
+        attempts = 0;
+        if (skipLocked) report.batches_retried++;
+        skipLocked = false;
+        report.batches++;
+        batchMs.push(out.ms);
+        sizer.observe(slice.length, out.ms);
+        report.skipped_busy += Math.max(0, slice.length - out.rows.length);
+        report.archived += out.rows.length;
+        for (const r of out.rows) {
+          shape.rowKey.forEach((c, k) => keyValues[k]!.push(r['k_' + c.name]!));
+          const u = perUser.get(r.user_id) ?? { user_id: r.user_id, kept_id: r.kept_id, archived: 0 };
+          u.kept_id = r.kept_id;
+          u.archived++;
+          perUser.set(r.user_id, u);
+        }
+        progress({
+          phase: 'moving',
+          pass,
+          planned,
+          movedThisPass: report.archived - movedBefore,
+          moved: report.archived,
+          batches: report.batches - batchesBefore,
+          elapsedMs: Date.now() - passStart,
+          backendPid: null,
+        });
+        continue;
+      }
+      // A failed batch changed nothing (its transaction was rolled back).
+      const state = sqlstateOf(out.error);
+      const rowLock = out.step === 'rows' && (state === '55P03' || state === '40P01');
+      const retryable = rowLock || state === '55P03' || state === '40P01' || state === '40001' || state === '57014';
+      attempts++;
+      if (!retryable || attempts >= BATCH_RETRY.attempts || signal?.aborted) {
+        if (state === '55P03' && out.step === 'table') throw await tableLockError(session, shape, leaf, lockKey, lockTimeoutMs, out.error, report.archived, attempts);
+        throw out.error;
+      }
+      if (rowLock) skipLocked = true; // the application holds one of the rows: redo, skipping busy rows
+      if (state === '57014') sizer.shrink();
+      const delay = backoffDelay(attempts, BATCH_RETRY);
+      const what = out.step === 'table' ? `waiting for the table lock on ${leaf.name}` : rowLock ? 'a row the application holds' : `SQLSTATE ${state}`;
+      log(`dedupe: batch ${report.batches + 1}: ${what}; retrying in ${Math.round(delay)} ms${skipLocked ? ', skipping busy rows' : ''}`, 'warn');
+      await sleep(delay, signal);
     }
     // The batches committed without waiting for the WAL flush: one synchronous commit makes them all durable.
     await session.transaction(writeTx, async () => {}, ['SELECT pg_catalog.txid_current()']);
@@ -509,7 +519,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
         archive_rows: await archiveRows(session, shape),
       };
       const more = counts.duplicate_users > 0 && report.passes < maxPasses;
-      const next = more ? await timed('plan', async () => parsePlan((await session.query<{ plan: string }>(planSql(shape))).rows, shape)) : [];
+      const next = more ? await timed('plan', async () => parsePlan((await session.query<PlanChunk>(planSql(shape, keep))).rows)) : { rows: [], users: 0 };
       return { counts, plan: next };
     }, pass + 1);
     last = after.counts;
@@ -564,8 +574,7 @@ async function moveBatch(
   session: Session,
   shape: TableShape,
   leaf: Leaf,
-  keep: KeepPolicy,
-  tids: string[],
+  slice: PlanRow[],
   skipLocked: boolean,
   beginLocked: (extra: string[]) => Promise<void>,
 ): Promise<BatchOutcome> {
@@ -577,8 +586,8 @@ async function moveBatch(
   const t0 = performance.now();
   let rows: MovedRow[];
   try {
-    const sql = skipLocked ? moveSkipLockedSql(shape, leaf, keep) : moveSql(shape, leaf, keep);
-    const r = await session.query<MovedRow & { tsm_deleted: number }>(sql, [tids]);
+    const sql = skipLocked ? moveSkipLockedSql(shape, leaf) : moveSql(shape, leaf);
+    const r = await session.query<MovedRow & { tsm_deleted: number }>(sql, [slice.map((p) => p.tid), slice.map((p) => p.xmin), slice.map((p) => p.kept)]);
     const deleted = r.rows[0]?.tsm_deleted ?? 0;
     rows = r.rows.filter((x) => x.user_id !== null);
     if (rows.length !== deleted) {

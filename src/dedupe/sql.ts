@@ -1,15 +1,16 @@
 /**
  * The SQL of `tsm dedupe`. Every statement touches telegram_sessions with row locks only (plain
- * SELECT, DELETE of rows it ranked, SELECT … FOR UPDATE SKIP LOCKED) and the table lock every
+ * SELECT, DELETE of rows it planned, SELECT … FOR UPDATE SKIP LOCKED) and the table lock every
  * DELETE takes (ROW EXCLUSIVE, taken up front so that waiting for it never happens while row
  * locks are held): never a stronger LOCK TABLE, never DDL on it.
  *
- * Rows are found by their physical address (ctid) from one planning scan per pass; a batch then
- * ranks exactly the rows it finds at those addresses, in its own snapshot, and moves all but the
- * first per user_id. A row that changed since the plan is either not found at its address (it
- * stays for the next pass) or found in its new version (and ranked as it is now); a row is only
- * ever deleted in the version that was ranked (the `xmin` guard), so a write that lands between
- * the ranking and the DELETE keeps its row in the table.
+ * One planning scan per pass ranks the rows of every duplicated user_id (in its snapshot) and
+ * lists each row to move by its physical address (ctid), the version that was ranked (xmin) and
+ * the id of the row kept. A batch then deletes planned rows only in that version: a row the
+ * application changed since the plan is left in the table (the next pass ranks it again), and a
+ * row inserted since was never planned. Because every planned row carries its own decision,
+ * batches can take the rows in physical order, so each batch reads and writes a run of
+ * neighbouring pages instead of pages anywhere in the table.
  */
 import { qualify, quoteIdent } from '../db/ident.js';
 import { ARCHIVE, TABLE, type Leaf, type TableShape } from './shape.js';
@@ -68,18 +69,32 @@ export function countsSql(shape: TableShape): string {
 }
 
 /**
- * The plan of a pass, in one scan: for each duplicated user_id the addresses of its rows (and, on
- * a partitioned table, the leaf partition they are all in) as one text per user
- * (`[<leaf oid>:]{"(block,offset)",…}`), so that a plan of millions of rows crosses the wire
- * and is parsed as plain strings.
+ * The plan of a pass, in one statement: the duplicated user_ids (one hash aggregate over the
+ * table), then only their rows, ranked in keep order; every row but the first of each user_id is
+ * returned as (leaf partition, address, version, id of the row kept), in up to 64 chunks per leaf
+ * (by a hash of the user_id) so that even millions of rows cross the wire as a few arrays. `users`
+ * counts the user_ids whose second row is in the chunk (each duplicated user_id once).
+ *
+ * The window partitions by user_id under the "C" collation: it only needs equal values together
+ * (byte-wise equality is equality for every deterministic collation), and sorting millions of
+ * strings byte-wise is much cheaper than by a linguistic collation such as en_US.UTF-8.
  */
-export function planSql(shape: TableShape): string {
-  const partitioned = shape.partitionKey !== null;
-  return `SELECT ${partitioned ? `tableoid::int8::text || ':' || ` : ''}array_agg(ctid)::text AS plan
-  FROM ${tableRef(shape)}
- WHERE user_id IS NOT NULL
- GROUP BY ${partitioned ? 'tableoid, ' : ''}user_id
-HAVING count(*) > 1`;
+export function planSql(shape: TableShape, keep: KeepPolicy): string {
+  return `WITH ranked AS (
+  SELECT tableoid AS tsm_leaf, ctid AS tsm_tid, xmin AS tsm_xmin,
+         first_value(id) OVER w AS tsm_kept_id,
+         row_number() OVER w AS tsm_rank,
+         hashtext(user_id::text) & 63 AS tsm_chunk
+    FROM ${tableRef(shape)}
+   WHERE user_id IN (SELECT user_id FROM ${tableRef(shape)} WHERE user_id IS NOT NULL GROUP BY user_id HAVING count(*) > 1)
+  WINDOW w AS (PARTITION BY user_id COLLATE "C" ORDER BY ${keepOrder(shape, keep)})
+)
+SELECT tsm_leaf::int8::text AS leaf,
+       count(*) FILTER (WHERE tsm_rank = 2)::int AS users,
+       array_agg(tsm_tid::text) AS tids, array_agg(tsm_xmin::text) AS xmins, array_agg(tsm_kept_id::text) AS kept
+  FROM ranked
+ WHERE tsm_rank > 1
+ GROUP BY tsm_leaf, tsm_chunk`;
 }
 
 export function rowCountSql(shape: TableShape): string {
@@ -91,19 +106,19 @@ export function archiveCountSql(shape: TableShape): string {
 }
 
 /**
- * The end of a batch statement: delete the ranked-out rows, insert them into the archive, and
+ * The end of a batch statement: delete the planned rows, insert them into the archive, and
  * return the archived rows together with the number deleted (one row with NULLs when nothing was
  * archived), so that a batch whose archive did not take every deleted row (a trigger or a rule
  * on the archive) is rolled back instead of committed.
  */
-function moveTail(shape: TableShape, leaf: Leaf): string {
+function moveTail(shape: TableShape, leaf: Leaf, using: string, where: string): string {
   const cols = shape.columns.map((c) => quoteIdent(c.name));
   const key = shape.rowKey.map((c) => `${quoteIdent(c.name)}::text AS ${quoteIdent('k_' + c.name)}`);
   return `moved AS (
   DELETE FROM ${leafRef(leaf)} t
-   USING ranked r
-   WHERE t.ctid = r.tsm_tid%GUARD% AND r.tsm_rank > 1
-  RETURNING ${cols.map((c) => 't.' + c).join(', ')}, r.tsm_kept_id
+   USING ${using}
+   WHERE ${where}
+  RETURNING ${cols.map((c) => 't.' + c).join(', ')}, p.tsm_kept_id
 ), archived AS (
   INSERT INTO ${archiveRef(shape)} (${cols.join(', ')}, archived_at, kept_id)
   SELECT ${cols.join(', ')}, now(), tsm_kept_id FROM moved
@@ -112,45 +127,35 @@ function moveTail(shape: TableShape, leaf: Leaf): string {
 SELECT a.*, d.tsm_deleted FROM (SELECT count(*)::int AS tsm_deleted FROM moved) d LEFT JOIN archived a ON true`;
 }
 
-/**
- * A batch, in one statement: rank the rows found at the planned addresses (in this statement's
- * snapshot), delete every one but the first per user_id, insert each deleted row, whole, into the
- * archive with the id of the row kept. The DELETE only takes a row still in the version that
- * was ranked (`t.xmin = r.tsm_xmin`): a row updated meanwhile stays in the table. It waits for a
- * row the application is writing at that moment (bounded by the batch's lock_timeout, after
- * which the batch is rolled back and retried with `moveSkipLockedSql`).
- */
-export function moveSql(shape: TableShape, leaf: Leaf, keep: KeepPolicy): string {
-  return `WITH ranked AS (
-  SELECT ctid AS tsm_tid, xmin AS tsm_xmin,
-         first_value(id) OVER w AS tsm_kept_id,
-         row_number() OVER w AS tsm_rank
-    FROM ${leafRef(leaf)}
-   WHERE ctid = ANY($1::tid[]) AND user_id IS NOT NULL
-  WINDOW w AS (PARTITION BY user_id ORDER BY ${keepOrder(shape, keep)})
-), ${moveTail(shape, leaf).replace('%GUARD%', ' AND t.xmin = r.tsm_xmin')}`;
+/** $1 addresses, $2 versions, $3 kept ids: the batch's part of the plan. */
+function plannedCte(shape: TableShape): string {
+  return `planned AS (
+  SELECT * FROM unnest($1::tid[], $2::xid[], $3::${shape.idType}[]) AS p(tsm_tid, tsm_xmin, tsm_kept_id)
+)`;
 }
 
 /**
- * The same batch for rows the application keeps busy: lock the rows at the planned addresses
- * first, skipping any that another transaction holds (so it never waits on a row, and can never
- * deadlock with the application), then rank only the locked rows (their latest versions) and
- * move. A row that is not locked is never moved, and never decides what is kept.
+ * A batch, in one statement: delete the planned rows that are still in the version the plan
+ * ranked (`t.xmin`), and archive each, whole, with the id of the row kept. A row updated since
+ * the plan stays. It waits for a row the application is writing at that moment (bounded by the
+ * batch's lock_timeout, after which the batch is rolled back and retried with
+ * `moveSkipLockedSql`).
  */
-export function moveSkipLockedSql(shape: TableShape, leaf: Leaf, keep: KeepPolicy): string {
-  const rankCols = ['id', 'user_id', 'updated_at', ...(shape.hasCreatedAt ? ['created_at'] : [])].map(quoteIdent);
-  return `WITH locked AS (
-  SELECT ctid AS tsm_tid, ${rankCols.join(', ')}
-    FROM ${leafRef(leaf)}
-   WHERE ctid = ANY($1::tid[]) AND user_id IS NOT NULL
-     FOR UPDATE SKIP LOCKED
-), ranked AS (
-  SELECT tsm_tid,
-         first_value(id) OVER w AS tsm_kept_id,
-         row_number() OVER w AS tsm_rank
-    FROM locked
-  WINDOW w AS (PARTITION BY user_id ORDER BY ${keepOrder(shape, keep)})
-), ${moveTail(shape, leaf).replace('%GUARD%', '')}`;
+export function moveSql(shape: TableShape, leaf: Leaf): string {
+  return `WITH ${plannedCte(shape)}, ${moveTail(shape, leaf, 'planned p', 't.ctid = p.tsm_tid AND t.xmin = p.tsm_xmin AND t.user_id IS NOT NULL')}`;
+}
+
+/**
+ * The same batch for rows the application keeps busy: lock the planned rows first, skipping any
+ * that another transaction holds (so it never waits on a row, and can never deadlock with the
+ * application), then move only the rows it locked.
+ */
+export function moveSkipLockedSql(shape: TableShape, leaf: Leaf): string {
+  return `WITH ${plannedCte(shape)}, locked AS (
+  SELECT t.ctid AS tsm_tid, p.tsm_kept_id
+    FROM ${leafRef(leaf)} t JOIN planned p ON t.ctid = p.tsm_tid AND t.xmin = p.tsm_xmin AND t.user_id IS NOT NULL
+     FOR UPDATE OF t SKIP LOCKED
+), ${moveTail(shape, leaf, 'locked p', 't.ctid = p.tsm_tid')}`;
 }
 
 /**

@@ -15,7 +15,7 @@ export const DEDUPE_OPTIONS = {
     description: 'how long one batch transaction should take; its row locks are held that long (batches are sized to it)',
     default: '50ms',
   },
-  batchSize: { flags: '--batch-size <n>', description: 'a fixed number of user ids per transaction instead of sizing batches by --batch-time' },
+  batchSize: { flags: '--batch-size <n>', description: 'a fixed number of rows to move per transaction instead of sizing batches by --batch-time' },
   lockTimeout: {
     flags: '--lock-timeout <duration>',
     description: 'how long a batch waits for its table lock (held by a migration, say) before it is retried',

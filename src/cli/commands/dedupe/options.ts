@@ -7,7 +7,7 @@ import { BATCH_TIME_RANGE, DEDUPE_OPTIONS, KEEP_POLICIES, MAX_BATCH_SIZE } from 
 
 export interface DedupeCommandOptions {
   keep: KeepPolicy;
-  /** Fixed user_ids per batch, or undefined: sized by batchTimeMs. */
+  /** Fixed rows per batch, or undefined: sized by batchTimeMs. */
   batchSize: number | undefined;
   batchTimeMs: number;
   lockTimeoutMs: number;

@@ -72,7 +72,7 @@ export function renderDedupe(r: DedupeReport, style: ChalkInstance): string {
     if (r.batches > 0) {
       lines.push(
         `row locks held per batch: longest ${n(r.longest_batch_ms)} ms, median ${n(r.median_batch_ms)} ms ` +
-          `(${r.batch_size === null ? `batches sized to ${n(r.batch_target_ms)} ms` : `${plural(r.batch_size, 'user_id')} per batch`}` +
+          `(${r.batch_size === null ? `batches sized to ${n(r.batch_target_ms)} ms` : `${plural(r.batch_size, 'row')} per batch`}` +
           `${r.batches_retried > 0 ? `; ${plural(r.batches_retried, 'batch', 'batches')} redone skipping rows the application held` : ''})`,
       );
     }

@@ -249,6 +249,21 @@ describe('tsm dedupe: errors', () => {
     assert.deepEqual(left, { t: 20, a: 0, missing: 0 });
   });
 
+  it('the row-by-row check is real: a trigger that puts deleted rows back makes it fail, exit 1', async () => {
+    await db.sql(`${preFixSchema('back')}
+      INSERT INTO back.telegram_sessions (tenant_id, user_id, updated_at) SELECT 't', 'u-' || (g % 4), now() - g * interval '1 s' FROM generate_series(1, 12) g;
+      CREATE FUNCTION back.put_back() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+        IF OLD.user_id = 'u-1' THEN INSERT INTO back.telegram_sessions SELECT OLD.*; END IF; RETURN OLD; END $$;
+      CREATE TRIGGER put_back AFTER DELETE ON back.telegram_sessions FOR EACH ROW EXECUTE FUNCTION back.put_back();`);
+    const r = await dedupe(['--schema', 'back', '--json', '--batch-size', '100']);
+    assert.equal(r.code, 1, r.stderr);
+    const j = r.json<DedupeReport>();
+    assert.equal(j.verification?.ok, false);
+    assert.ok((j.verification?.in_table ?? 0) >= 2, JSON.stringify(j.verification));
+    const human = await dedupe(['--schema', 'back', '--batch-size', '100']);
+    assert.match(human.stdout, /fail +moved rows: \d+ moved, \d+ found in the archive \(\d+ distinct\), [1-9]\d* still in the table/);
+  });
+
   it('a role that may not create the archive: exit 1, one classified line, nothing moved', async () => {
     await db.sql(`${preFixSchema('locked')} INSERT INTO locked.telegram_sessions (tenant_id, user_id) VALUES ('t', 'a'), ('t', 'a');`);
     const role = await db.role('tsm_dedupe_ro');

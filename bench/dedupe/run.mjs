@@ -3,8 +3,8 @@
 // `WITH moved AS (DELETE … RETURNING) INSERT INTO archive`), on copies of one template database,
 // alternating which goes first, and the longest row-lock hold of each side.
 //
-//   npm ci && node bench/dedupe/run.mjs [--runs 3] [--quick] [--rows N] [--users N] [--moved N]
-//                                       [--clustered] [--rebuild] [--drop] [--json]
+//   npm ci && node bench/dedupe/run.mjs [--runs 3] [--quick] [--rows N] [--users N]
+//                                       [--clustered] [--baseline-work-mem 64MB] [--rebuild] [--drop] [--json]
 //
 // Server: $TSM_BENCH_DATABASE_URL (a superuser URL), else the machine's postgres://postgres@127.0.0.1:5432/postgres.
 // The template (the incident's pre-fix table: 1,000,000 rows of 268-character sessions for 800,000
@@ -16,7 +16,8 @@
 // start the same way): the baseline's archive is created first (untimed; tsm creates its own,
 // timed), then
 //   - baseline: the one statement, timed on the server connection (its row locks: all 200,000,
-//     held for the whole statement);
+//     held for the whole statement), with the server's work_mem unless --baseline-work-mem is
+//     given (tsm's own scans use 64MB);
 //   - tsm: `node bin/tsm.js dedupe --json`, the whole process timed (Node start, connect, every
 //     check, every batch, the row-by-row check), plus its longest batch (first row lock to COMMIT).
 // Reported: each pair's ratio tsm / baseline and their median; the load average when each pair ran.
@@ -40,6 +41,16 @@ const ROWS = opt('--rows', 1_000_000 / scale);
 const USERS = opt('--users', 800_000 / scale);
 const MOVED = ROWS - USERS; // users 1 … MOVED get a second row
 const CLUSTERED = has('--clustered');
+const BASELINE_WORK_MEM = (() => {
+  const i = args.indexOf('--baseline-work-mem');
+  if (i < 0) return null;
+  const v = args[i + 1] ?? '';
+  if (!/^\d+(kB|MB|GB)$/.test(v)) {
+    process.stderr.write('bench/dedupe: --baseline-work-mem takes a size like 64MB\n');
+    process.exit(2);
+  }
+  return v;
+})();
 const SESSION_LENGTH = 268;
 const TPL = `tsm_bench_dedupe_${QUICK ? 'quick_' : ''}${CLUSTERED ? 'clustered_' : ''}tpl`;
 const RUN_DB = 'tsm_bench_dedupe_run';
@@ -136,6 +147,7 @@ async function baseline() {
   await freshCopy();
   return withClient(urlOf(RUN_DB), async (c) => {
     await c.query(ARCHIVE_DDL);
+    if (BASELINE_WORK_MEM) await c.query(`SET work_mem = '${BASELINE_WORK_MEM}'`);
     const t0 = performance.now();
     const r = await c.query(ONE_STATEMENT);
     const ms = performance.now() - t0;
@@ -198,6 +210,7 @@ const summary = {
   users: USERS,
   moved: MOVED,
   layout: CLUSTERED ? 'clustered' : 'random',
+  baseline_work_mem: BASELINE_WORK_MEM ?? 'server default',
   runs: RUNS,
   median_ratio: median(pairs.map((p) => p.ratio)),
   median_baseline_ms: median(pairs.map((p) => p.baseline.ms)),
@@ -209,7 +222,7 @@ if (has('--json')) {
   process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
 } else {
   const lines = [
-    `tsm dedupe vs the one statement: ${ROWS.toLocaleString('en')} rows, ${USERS.toLocaleString('en')} user_ids, ${MOVED.toLocaleString('en')} rows moved (${summary.layout} layout)`,
+    `tsm dedupe vs the one statement: ${ROWS.toLocaleString('en')} rows, ${USERS.toLocaleString('en')} user_ids, ${MOVED.toLocaleString('en')} rows moved (${summary.layout} layout; one statement with work_mem ${summary.baseline_work_mem})`,
     '',
     '| run | load avg | one statement (= its row-lock hold) | tsm dedupe (whole CLI) | tsm / one statement | tsm longest batch (row locks) | tsm median batch | batches |',
     '|---|---|---|---|---|---|---|---|',

@@ -33,6 +33,7 @@ import {
   lockSql,
   LOCK_HOLDERS_SQL,
   verifySql,
+  inTableSql,
   type KeepPolicy,
 } from './sql.js';
 
@@ -408,6 +409,8 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
   let plan = first.plan;
   let last: Counts = first.counts;
   let movedLastPass = -1;
+  /** Rows in the table with an id this run moved, from the last counting scan. */
+  let movedIdsInTable = 0;
 
   const stopIfAborted = (): void => {
     if (!signal?.aborted) return;
@@ -511,7 +514,13 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
     );
     // What is left: counts first (cheap, no per-row state); the next plan only when needed.
     const after = await readTx('scanning', async (): Promise<Scan> => {
-      const c = await timed('count', async () => (await session.query<{ rows: string; duplicate_users: string; excess_rows: string }>(countsSql(shape))).rows[0]!);
+      const idValues = keyValues[shape.rowKey.findIndex((k) => k.name === 'id')]!;
+      const c = await timed(
+        'count',
+        async () =>
+          (await session.query<{ rows: string; duplicate_users: string; excess_rows: string; moved_ids_in_table: string }>(countsSql(shape), [idValues])).rows[0]!,
+      );
+      movedIdsInTable = Number(c.moved_ids_in_table);
       const counts: Counts = {
         rows: Number(c.rows),
         duplicate_users: Number(c.duplicate_users),
@@ -544,14 +553,24 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
   };
 
   const moved = keyValues[0]!.length;
-  let v = { in_table: '0', in_archive: '0', distinct_in_archive: '0' };
+  let v = { in_table: 0, in_archive: '0', distinct_in_archive: '0' };
   if (moved > 0) {
-    v = await timed('verify', () => readTx('verifying', async () => (await session.query<typeof v>(verifySql(shape), [...keyValues, runStart])).rows[0]!));
+    v = await timed('verify', () =>
+      readTx('verifying', async () => {
+        const a = (await session.query<{ in_archive: string; distinct_in_archive: string }>(verifySql(shape), [...keyValues, runStart])).rows[0]!;
+        // An id alone decides for a one-column key; a wider key is matched whole, if any id is there at all.
+        const inTable =
+          shape.rowKey.length === 1 || movedIdsInTable === 0
+            ? movedIdsInTable
+            : Number((await session.query<{ in_table: string }>(inTableSql(shape), keyValues)).rows[0]!.in_table);
+        return { in_table: inTable, ...a };
+      }),
+    );
   }
   const verification: Verification = {
     ok: false,
     moved,
-    in_table: Number(v.in_table),
+    in_table: v.in_table,
     in_archive: Number(v.in_archive),
     distinct_in_archive: Number(v.distinct_in_archive),
   };

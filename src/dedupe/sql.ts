@@ -58,14 +58,18 @@ HAVING count(*) > 1
 }
 
 /**
- * Rows in the table, user_ids with more than one row and the rows beyond the first of those.
- * One scan, counting only (no per-row state): the check after a pass, cheap when nothing is left.
+ * Rows in the table, user_ids with more than one row and the rows beyond the first of those, and
+ * how many rows have an id this run moved ($1, the ids so far; the first half of the row-by-row
+ * check, in the same scan). One scan, counting only (no per-row state): the check after a pass,
+ * cheap when nothing is left.
  */
 export function countsSql(shape: TableShape): string {
   return `SELECT coalesce(sum(n), 0)::bigint AS rows,
        count(*) FILTER (WHERE user_id IS NOT NULL AND n > 1)::bigint AS duplicate_users,
-       coalesce(sum(n - 1) FILTER (WHERE user_id IS NOT NULL AND n > 1), 0)::bigint AS excess_rows
-  FROM (SELECT user_id, count(*) AS n FROM ${tableRef(shape)} GROUP BY user_id) g`;
+       coalesce(sum(n - 1) FILTER (WHERE user_id IS NOT NULL AND n > 1), 0)::bigint AS excess_rows,
+       coalesce(sum(moved_ids), 0)::bigint AS moved_ids_in_table
+  FROM (SELECT user_id, count(*) AS n, count(*) FILTER (WHERE id = ANY($1::${shape.idType}[])) AS moved_ids
+          FROM ${tableRef(shape)} GROUP BY user_id) g`;
 }
 
 /**
@@ -159,14 +163,14 @@ export function moveSkipLockedSql(shape: TableShape, leaf: Leaf): string {
 }
 
 /**
- * The row-by-row check of what this run moved (by the table's row key): none of the rows is still
- * in the table, and each is in the archive exactly once (counting only archive rows written since
- * the run started). $1…$n are the key columns as text arrays, $n+1 the run's start.
+ * The row-by-row check of what this run moved, by the table's row key: each moved row is in the
+ * archive exactly once (counting only archive rows written since the run started). $1…$n are the
+ * key columns as arrays, $n+1 the run's start. (That none is still in the table is counted by the
+ * last counting scan, `countsSql`; see `inTableSql` for keys of more than one column.)
  *
- * Both sides filter on `id = ANY($id)` first: with a large array PostgreSQL hashes it and scans
- * once; with a small one it probes the index. (A join with the unnested keys can make the planner
- * walk the whole primary key with a heap fetch per row, after dedupe's deletes cleared the
- * visibility map.) Other key columns are then matched exactly.
+ * Filtering on `id = ANY($id)` first: with a large array PostgreSQL hashes it and scans once; with
+ * a small one it probes the index. (A join with the unnested keys can make the planner walk a whole
+ * index with a heap fetch per row, after dedupe's deletes cleared the visibility map.)
  */
 export function verifySql(shape: TableShape): string {
   const k = shape.rowKey;
@@ -175,20 +179,31 @@ export function verifySql(shape: TableShape): string {
   const names = k.map((c) => quoteIdent(c.name));
   const start = `$${k.length + 1}::timestamptz`;
   if (k.length === 1) {
-    return `SELECT (SELECT count(*) FROM ${tableRef(shape)} t WHERE t.id = ANY(${idParam}))::bigint AS in_table,
-       a.in_archive, a.distinct_in_archive
-  FROM (SELECT count(*)::bigint AS in_archive, count(DISTINCT a.id)::bigint AS distinct_in_archive
-          FROM ${archiveRef(shape)} a
-         WHERE a.archived_at >= ${start} AND a.id = ANY(${idParam})) a`;
+    return `SELECT count(*)::bigint AS in_archive, count(DISTINCT a.id)::bigint AS distinct_in_archive
+  FROM ${archiveRef(shape)} a
+ WHERE a.archived_at >= ${start} AND a.id = ANY(${idParam})`;
   }
-  const eq = (alias: string): string => names.map((n) => `${alias}.${n} = m.${n}`).join(' AND ');
+  const eq = names.map((n) => `a.${n} = m.${n}`).join(' AND ');
   const tuple = `(${names.map((n) => `a.${n}`).join(', ')})`;
   return `WITH m AS MATERIALIZED (SELECT * FROM unnest(${k.map((_, i) => param(i)).join(', ')}) AS m(${names.join(', ')}))
-SELECT (SELECT count(*) FROM ${tableRef(shape)} t JOIN m ON ${eq('t')} WHERE t.id = ANY(${idParam}))::bigint AS in_table,
-       a.in_archive, a.distinct_in_archive
-  FROM (SELECT count(*)::bigint AS in_archive, count(DISTINCT ${tuple})::bigint AS distinct_in_archive
-          FROM ${archiveRef(shape)} a JOIN m ON ${eq('a')}
-         WHERE a.archived_at >= ${start} AND a.id = ANY(${idParam})) a`;
+SELECT count(*)::bigint AS in_archive, count(DISTINCT ${tuple})::bigint AS distinct_in_archive
+  FROM ${archiveRef(shape)} a JOIN m ON ${eq}
+ WHERE a.archived_at >= ${start} AND a.id = ANY(${idParam})`;
+}
+
+/**
+ * For a row key of more than one column: how many moved rows, matched by the whole key, are still
+ * in the table. Only run when the counting scan found a moved id in the table at all.
+ */
+export function inTableSql(shape: TableShape): string {
+  const k = shape.rowKey;
+  const param = (i: number): string => `$${i + 1}::${k[i]!.type}[]`;
+  const idParam = param(k.findIndex((c) => c.name === 'id'));
+  const names = k.map((c) => quoteIdent(c.name));
+  return `WITH m AS MATERIALIZED (SELECT * FROM unnest(${k.map((_, i) => param(i)).join(', ')}) AS m(${names.join(', ')}))
+SELECT count(*)::bigint AS in_table
+  FROM ${tableRef(shape)} t JOIN m ON ${names.map((n) => `t.${n} = m.${n}`).join(' AND ')}
+ WHERE t.id = ANY(${idParam})`;
 }
 
 /**

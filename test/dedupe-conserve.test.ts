@@ -206,6 +206,30 @@ describe('tsm dedupe: --dry-run, --keep, --schema', () => {
   });
 });
 
+describe('tsm dedupe: ids of other types', () => {
+  it('text ids with spaces, quotes, commas, colons and unicode; bigint ids: moved whole, kept_id right', async () => {
+    await db.sql(`CREATE SCHEMA textid;
+      CREATE TABLE textid.telegram_sessions (id text PRIMARY KEY, tenant_id text NOT NULL, user_id text, updated_at timestamptz NOT NULL);
+      INSERT INTO textid.telegram_sessions VALUES
+        ('a b', 't', 'u1', '2024-01-01'), ('c,"d"', 't', 'u1', '2024-01-03'), ('e:f\\g', 't', 'u1', '2024-01-02'),
+        ('ünï {x}', 't', 'u2', '2024-01-01'), (''' ;', 't', 'u2', '2024-01-05'), ('solo', 't', 'u3', '2024-01-01');
+      CREATE SCHEMA bigid;
+      CREATE TABLE bigid.telegram_sessions (id bigint PRIMARY KEY, tenant_id text NOT NULL, user_id text, updated_at timestamptz NOT NULL);
+      INSERT INTO bigid.telegram_sessions SELECT g, 't', 'u' || (g % 3), timestamptz '2024-01-01' + g * interval '1 hour' FROM generate_series(1, 9) g;`);
+    const t = await dedupe(['--schema', 'textid', '--json']);
+    assert.equal(t.code, 0, t.stderr);
+    assert.equal(t.json<DedupeReport>().verification?.ok, true);
+    const kept = (await db.sql(`SELECT user_id, id FROM textid.telegram_sessions ORDER BY user_id`)).rows;
+    assert.deepEqual(kept, [{ user_id: 'u1', id: 'c,"d"' }, { user_id: 'u2', id: "' ;" }, { user_id: 'u3', id: 'solo' }]);
+    const archived = (await db.sql(`SELECT id, kept_id FROM textid.telegram_sessions_duplicates_archive ORDER BY id`)).rows;
+    assert.deepEqual(archived, [{ id: 'a b', kept_id: 'c,"d"' }, { id: 'e:f\\g', kept_id: 'c,"d"' }, { id: 'ünï {x}', kept_id: "' ;" }]);
+    const b = await dedupe(['--schema', 'bigid', '--json']);
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(b.json<DedupeReport>().archived, 6);
+    assert.deepEqual((await db.sql(`SELECT id::int FROM bigid.telegram_sessions ORDER BY 1`)).rows.map((r) => r.id), [7, 8, 9]);
+  });
+});
+
 describe('tsm dedupe: errors', () => {
   it('usage errors exit 2 with one line', async () => {
     for (const args of [['--batch-size', '0'], ['--batch-size', 'x'], ['--keep', 'middle']]) {

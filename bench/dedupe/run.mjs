@@ -4,7 +4,9 @@
 // alternating which goes first, and the longest row-lock hold of each side.
 //
 //   npm ci && node bench/dedupe/run.mjs [--runs 3] [--quick] [--rows N] [--users N]
-//                                       [--clustered] [--baseline-work-mem 64MB] [--rebuild] [--drop] [--json]
+//                                       [--clustered] [--baseline-work-mem 64MB] [--tsm-bin PATH]
+//                                       [--rebuild] [--drop] [--json]
+// (--tsm-bin: another build's bin/tsm.js, e.g. an older version, to compare against the same baseline.)
 //
 // Server: $TSM_BENCH_DATABASE_URL (a superuser URL), else the machine's postgres://postgres@127.0.0.1:5432/postgres.
 // The template (the incident's pre-fix table: 1,000,000 rows of 268-character sessions for 800,000
@@ -22,7 +24,7 @@
 //     check, every batch, the row-by-row check), plus its longest batch (first row lock to COMMIT).
 // Reported: each pair's ratio tsm / baseline and their median; the load average when each pair ran.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -56,6 +58,10 @@ const TPL = `tsm_bench_dedupe_${QUICK ? 'quick_' : ''}${CLUSTERED ? 'clustered_'
 const RUN_DB = 'tsm_bench_dedupe_run';
 const LAYOUT = `v1 rows=${ROWS} users=${USERS} len=${SESSION_LENGTH} ${CLUSTERED ? 'clustered' : 'random'}`;
 
+const TSM_BIN = (() => {
+  const i = args.indexOf('--tsm-bin');
+  return i >= 0 ? args[i + 1] : join(root, 'bin/tsm.js');
+})();
 const server = process.env.TSM_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const urlOf = (db) => {
   const u = new URL(server);
@@ -143,16 +149,63 @@ const ONE_STATEMENT = `WITH ranked AS (
 INSERT INTO telegram_sessions_duplicates_archive (${COLS}, archived_at, kept_id)
 SELECT ${COLS}, now(), kept FROM moved`;
 
+// CPU time (user + system) of processes on this machine, from /proc: a figure that a loaded
+// machine stretches much less than wall time. Only when the server runs here and /proc/<pid> of
+// its backends can be read (as root, or as the postgres user); otherwise null.
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+function cpuMs(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) * TICK_MS; // utime, stime (fields 14, 15)
+  } catch {
+    return null;
+  }
+}
+const serverIsLocal = ['127.0.0.1', 'localhost', '::1', ''].includes(new URL(server).hostname);
+
+/** Polls the CPU time of the run database's tsm backends (every 20 ms) and of `pid`; the last readings count. */
+function cpuWatcher(pid) {
+  const last = new Map();
+  let stopped = false;
+  const admin = new pg.Client({ connectionString: server, application_name: 'tsm-bench' });
+  const done = (async () => {
+    await admin.connect();
+    while (!stopped) {
+      const r = await admin.query(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'tsm'`, [RUN_DB]);
+      for (const p of [pid, ...r.rows.map((x) => x.pid)]) {
+        const v = cpuMs(p);
+        if (v !== null) last.set(p, v);
+      }
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    await admin.end();
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await done;
+      if (!serverIsLocal || last.size < 2) return null; // the client alone, or nothing readable
+      const client = last.get(pid) ?? 0;
+      const total = [...last.values()].reduce((a, b) => a + b, 0);
+      return { total, client, server: total - client };
+    },
+  };
+}
+
 async function baseline() {
   await freshCopy();
   return withClient(urlOf(RUN_DB), async (c) => {
     await c.query(ARCHIVE_DDL);
     if (BASELINE_WORK_MEM) await c.query(`SET work_mem = '${BASELINE_WORK_MEM}'`);
+    const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const cpu0 = serverIsLocal ? cpuMs(pid) : null;
     const t0 = performance.now();
     const r = await c.query(ONE_STATEMENT);
     const ms = performance.now() - t0;
+    const cpu1 = serverIsLocal ? cpuMs(pid) : null;
     if (r.rowCount !== MOVED) throw new Error(`baseline moved ${r.rowCount}, expected ${MOVED}`);
-    return { ms, lockMs: ms };
+    return { ms, lockMs: ms, cpuMs: cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null };
   });
 }
 
@@ -160,20 +213,23 @@ function tsm() {
   return new Promise((resolve, reject) => {
     freshCopy().then(() => {
       const t0 = performance.now();
-      const child = spawn(process.execPath, [join(root, 'bin/tsm.js'), 'dedupe', '-d', urlOf(RUN_DB), '--json'], {
+      const child = spawn(process.execPath, [TSM_BIN, 'dedupe', '-d', urlOf(RUN_DB), '--json'], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, NO_COLOR: '1' },
       });
+      const watch = cpuWatcher(child.pid);
       let out = '';
       let err = '';
       child.stdout.on('data', (d) => (out += d));
       child.stderr.on('data', (d) => (err += d));
       child.on('close', (code) => {
         const ms = performance.now() - t0;
-        if (code !== 0) return reject(new Error(`tsm dedupe exited ${code}: ${err.trim()}`));
-        const j = JSON.parse(out);
-        if (j.archived !== MOVED || !j.verification?.ok) return reject(new Error(`tsm moved ${j.archived}, expected ${MOVED}`));
-        resolve({ ms, lockMs: j.longest_batch_ms, medianLockMs: j.median_batch_ms, batches: j.batches, engineMs: j.elapsed_ms, phases: j.phases_ms });
+        watch.stop().then((cpu) => {
+          if (code !== 0) return reject(new Error(`tsm dedupe exited ${code}: ${err.trim()}`));
+          const j = JSON.parse(out);
+          if (j.archived !== MOVED || !j.verification?.ok) return reject(new Error(`tsm moved ${j.archived}, expected ${MOVED}`));
+          resolve({ ms, cpuMs: cpu?.total ?? null, clientCpuMs: cpu?.client ?? null, lockMs: j.longest_batch_ms ?? null, medianLockMs: j.median_batch_ms ?? null, batches: j.batches, engineMs: j.elapsed_ms ?? null, phases: j.phases_ms ?? null });
+        }, reject);
       });
     }, reject);
   });
@@ -194,7 +250,12 @@ try {
     const got = {};
     for (const side of order) {
       got[side] = side === 'tsm' ? await tsm() : await baseline();
-      log(`run ${i + 1}/${RUNS} ${side}: ${sec(got[side].ms)}${side === 'tsm' ? ` (longest batch ${got.tsm.lockMs} ms, ${got.tsm.batches} batches, phases ${JSON.stringify(got.tsm.phases)})` : ''}`);
+      log(
+        `run ${i + 1}/${RUNS} ${side}: ${sec(got[side].ms)}` +
+          (side === 'tsm'
+            ? ` (longest batch ${got.tsm.lockMs} ms, ${got.tsm.batches} batches, phases ${JSON.stringify(got.tsm.phases)}, CPU ${got.tsm.cpuMs} ms of which the client ${got.tsm.clientCpuMs} ms)`
+            : ` (CPU ${got.baseline.cpuMs} ms)`),
+      );
     }
     pairs.push({ run: i + 1, first: order[0], load, baseline: got.baseline, tsm: got.tsm, ratio: got.tsm.ms / got.baseline.ms });
   }
@@ -216,6 +277,7 @@ const summary = {
   median_baseline_ms: median(pairs.map((p) => p.baseline.ms)),
   median_tsm_ms: median(pairs.map((p) => p.tsm.ms)),
   longest_tsm_batch_ms: Math.max(...pairs.map((p) => p.tsm.lockMs)),
+  median_cpu_ratio: pairs.every((p) => p.tsm.cpuMs && p.baseline.cpuMs) ? median(pairs.map((p) => p.tsm.cpuMs / p.baseline.cpuMs)) : null,
   pairs,
 };
 if (has('--json')) {
@@ -224,14 +286,18 @@ if (has('--json')) {
   const lines = [
     `tsm dedupe vs the one statement: ${ROWS.toLocaleString('en')} rows, ${USERS.toLocaleString('en')} user_ids, ${MOVED.toLocaleString('en')} rows moved (${summary.layout} layout; one statement with work_mem ${summary.baseline_work_mem})`,
     '',
-    '| run | load avg | one statement (= its row-lock hold) | tsm dedupe (whole CLI) | tsm / one statement | tsm longest batch (row locks) | tsm median batch | batches |',
-    '|---|---|---|---|---|---|---|---|',
+    '| run | load avg | one statement (= its row-lock hold) | tsm dedupe (whole CLI) | tsm / one statement | CPU: one statement / tsm (server + client) | CPU ratio | tsm longest batch (row locks) | tsm median batch | batches |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...pairs.map(
       (p) =>
-        `| ${p.run} (${p.first} first) | ${p.load.toFixed(1)} | ${sec(p.baseline.ms)} | ${sec(p.tsm.ms)} | ${p.ratio.toFixed(2)}× | ${p.tsm.lockMs} ms | ${p.tsm.medianLockMs} ms | ${p.tsm.batches} |`,
+        `| ${p.run} (${p.first} first) | ${p.load.toFixed(1)} | ${sec(p.baseline.ms)} | ${sec(p.tsm.ms)} | ${p.ratio.toFixed(2)}× | ` +
+        `${p.baseline.cpuMs !== null && p.tsm.cpuMs !== null ? `${sec(p.baseline.cpuMs)} / ${sec(p.tsm.cpuMs)} | ${(p.tsm.cpuMs / p.baseline.cpuMs).toFixed(2)}×` : 'n/a | n/a'} | ` +
+        `${p.tsm.lockMs} ms | ${p.tsm.medianLockMs} ms | ${p.tsm.batches} |`,
     ),
     '',
-    `median of the pairs' ratios: ${summary.median_ratio.toFixed(2)}× (target: within 2×); longest row-lock hold: tsm ${summary.longest_tsm_batch_ms} ms, one statement ${sec(Math.max(...pairs.map((p) => p.baseline.lockMs)))}`,
+    `median of the pairs' ratios: ${summary.median_ratio.toFixed(2)}× (target: within 2×)` +
+      `${summary.median_cpu_ratio !== null ? `; of their CPU times: ${summary.median_cpu_ratio.toFixed(2)}×` : ''}` +
+      `; longest row-lock hold: tsm ${summary.longest_tsm_batch_ms} ms, one statement ${sec(Math.max(...pairs.map((p) => p.baseline.lockMs)))}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

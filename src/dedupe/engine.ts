@@ -28,6 +28,7 @@ import {
   listSql,
   moveSkipLockedSql,
   moveSql,
+  PLAIN_ID_TYPES,
   planSql,
   rowCountSql,
   lockSql,
@@ -212,11 +213,10 @@ export class BatchSizer {
 /** One row to move, as a pass planned it: where it is, the version that was ranked, the row kept for its user_id. */
 interface PlanRow {
   leaf: number;
-  tid: string;
-  xmin: string;
-  kept: string;
   block: number;
   offset: number;
+  xmin: string;
+  kept: string;
 }
 
 interface Plan {
@@ -230,25 +230,32 @@ interface Scan {
   plan: Plan;
 }
 
-const TID = /^\((\d+),(\d+)\)$/;
+type PlanChunk = { leaf: string; users: number; plan: string };
 
-/** The plan's chunks, flattened and put in physical order: leaf, then block, then line pointer. */
-function parsePlan(chunks: { leaf: string; users: number; tids: string[]; xmins: string[]; kept: string[] }[]): Plan {
+const PLANNED = /\((\d+),(\d+)\)(\d+):(\S+)/g;
+
+/** The plan's texts, parsed and put in physical order: leaf, then block, then line pointer. */
+function parsePlan(chunks: PlanChunk[], plainIds: boolean): Plan {
   const rows: PlanRow[] = [];
   let users = 0;
   for (const c of chunks) {
     users += c.users;
     const leaf = Number(c.leaf);
-    c.tids.forEach((tid, i) => {
-      const m = TID.exec(tid);
-      rows.push({ leaf, tid, xmin: c.xmins[i]!, kept: c.kept[i]!, block: m ? Number(m[1]) : 0, offset: m ? Number(m[2]) : 0 });
-    });
+    for (const m of c.plan.matchAll(PLANNED)) {
+      rows.push({ leaf, block: Number(m[1]), offset: Number(m[2]), xmin: m[3]!, kept: plainIds ? m[4]! : Buffer.from(m[4]!, 'hex').toString('utf8') });
+    }
   }
   rows.sort((a, b) => a.leaf - b.leaf || a.block - b.block || a.offset - b.offset);
   return { rows, users };
 }
 
-type PlanChunk = { leaf: string; users: number; tids: string[]; xmins: string[]; kept: string[] };
+/**
+ * A text array parameter built directly (pg would escape every element): only for values that
+ * never need quoting (digits, uuids) or are quoted here because they hold nothing to escape.
+ */
+function plainArray(values: readonly string[], quote = false): string {
+  return quote ? `{"${values.join('","')}"}` : `{${values.join(',')}}`;
+}
 
 const plural = (n: number, one: string, many = one + 's'): string => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
 
@@ -361,6 +368,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
     return report;
   }
 
+  const plainIds = PLAIN_ID_TYPES.has(shape.idType);
   const lockKey = Number((await session.query<{ key: number }>(LOCK_KEY_SQL, [opts.schema])).rows[0]!.key);
   const writeTx: TxSettings = { readOnly: false, statementTimeoutMs: BATCH_STATEMENT_MS, lockTimeoutMs, idleInTransactionMs: BATCH_IDLE_MS };
   const batchTx: TxSettings = { ...writeTx, synchronousCommit: false };
@@ -394,7 +402,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
     const rows = Number((await session.query<{ rows: string }>(rowCountSql(shape))).rows[0]!.rows);
     const chunks = (await session.query<PlanChunk>(planSql(shape, keep))).rows;
     const archive_rows = await archiveRows(session, shape);
-    const plan = parsePlan(chunks);
+    const plan = parsePlan(chunks, plainIds);
     return { counts: { rows, duplicate_users: plan.users, excess_rows: plan.rows.length, archive_rows }, plan };
   }, 1));
   report.before = first.counts;
@@ -457,7 +465,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
         i = end;
         continue;
       }
-      const out = await moveBatch(session, shape, leaf, slice, skipLocked, (extra) => beginLocked(extra, batchTx));
+      const out = await moveBatch(session, shape, leaf, slice, plainIds, skipLocked, (extra) => beginLocked(extra, batchTx));
       if (out.ok) {
         i = end;
         attempts = 0;
@@ -518,7 +526,11 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
       const c = await timed(
         'count',
         async () =>
-          (await session.query<{ rows: string; duplicate_users: string; excess_rows: string; moved_ids_in_table: string }>(countsSql(shape), [idValues])).rows[0]!,
+          (
+            await session.query<{ rows: string; duplicate_users: string; excess_rows: string; moved_ids_in_table: string }>(countsSql(shape), [
+              plainIds ? plainArray(idValues) : idValues,
+            ])
+          ).rows[0]!,
       );
       movedIdsInTable = Number(c.moved_ids_in_table);
       const counts: Counts = {
@@ -528,7 +540,7 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
         archive_rows: await archiveRows(session, shape),
       };
       const more = counts.duplicate_users > 0 && report.passes < maxPasses;
-      const next = more ? await timed('plan', async () => parsePlan((await session.query<PlanChunk>(planSql(shape, keep))).rows)) : { rows: [], users: 0 };
+      const next = more ? await timed('plan', async () => parsePlan((await session.query<PlanChunk>(planSql(shape, keep))).rows, plainIds)) : { rows: [], users: 0 };
       return { counts, plan: next };
     }, pass + 1);
     last = after.counts;
@@ -557,12 +569,13 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
   if (moved > 0) {
     v = await timed('verify', () =>
       readTx('verifying', async () => {
-        const a = (await session.query<{ in_archive: string; distinct_in_archive: string }>(verifySql(shape), [...keyValues, runStart])).rows[0]!;
+        const keyParams = shape.rowKey.map((c, k) => (PLAIN_ID_TYPES.has(c.type) ? plainArray(keyValues[k]!) : keyValues[k]!));
+        const a = (await session.query<{ in_archive: string; distinct_in_archive: string }>(verifySql(shape), [...keyParams, runStart])).rows[0]!;
         // An id alone decides for a one-column key; a wider key is matched whole, if any id is there at all.
         const inTable =
           shape.rowKey.length === 1 || movedIdsInTable === 0
             ? movedIdsInTable
-            : Number((await session.query<{ in_table: string }>(inTableSql(shape), keyValues)).rows[0]!.in_table);
+            : Number((await session.query<{ in_table: string }>(inTableSql(shape), keyParams)).rows[0]!.in_table);
         return { in_table: inTable, ...a };
       }),
     );
@@ -594,6 +607,7 @@ async function moveBatch(
   shape: TableShape,
   leaf: Leaf,
   slice: PlanRow[],
+  plainIds: boolean,
   skipLocked: boolean,
   beginLocked: (extra: string[]) => Promise<void>,
 ): Promise<BatchOutcome> {
@@ -606,7 +620,12 @@ async function moveBatch(
   let rows: MovedRow[];
   try {
     const sql = skipLocked ? moveSkipLockedSql(shape, leaf) : moveSql(shape, leaf);
-    const r = await session.query<MovedRow & { tsm_deleted: number }>(sql, [slice.map((p) => p.tid), slice.map((p) => p.xmin), slice.map((p) => p.kept)]);
+    const params = [
+      plainArray(slice.map((p) => `(${p.block},${p.offset})`), true),
+      plainArray(slice.map((p) => p.xmin)),
+      plainIds ? plainArray(slice.map((p) => p.kept)) : slice.map((p) => p.kept),
+    ];
+    const r = await session.query<MovedRow & { tsm_deleted: number }>(sql, params);
     const deleted = r.rows[0]?.tsm_deleted ?? 0;
     rows = r.rows.filter((x) => x.user_id !== null);
     if (rows.length !== deleted) {

@@ -73,17 +73,25 @@ export function countsSql(shape: TableShape): string {
 }
 
 /**
+ * Types whose text form never needs quoting in an array literal and holds no space or colon:
+ * their values travel as plain text; any other id type is hex-encoded in the plan.
+ */
+export const PLAIN_ID_TYPES: ReadonlySet<string> = new Set(['uuid', 'bigint', 'integer', 'smallint']);
+
+/**
  * The plan of a pass, in one statement: the duplicated user_ids (one hash aggregate over the
  * table), then only their rows, ranked in keep order; every row but the first of each user_id is
- * returned as (leaf partition, address, version, id of the row kept), in up to 64 chunks per leaf
- * (by a hash of the user_id) so that even millions of rows cross the wire as a few arrays. `users`
- * counts the user_ids whose second row is in the chunk (each duplicated user_id once).
+ * listed as `(block,offset)xmin:kept` (its address, the version ranked, the id of the row kept),
+ * space-separated, in up to 64 texts per leaf partition (by a hash of the user_id): millions of
+ * rows cross the wire as a few strings that JavaScript splits with one regular expression.
+ * `users` counts the user_ids whose second row is in the text (each duplicated user_id once).
  *
  * The window partitions by user_id under the "C" collation: it only needs equal values together
  * (byte-wise equality is equality for every deterministic collation), and sorting millions of
  * strings byte-wise is much cheaper than by a linguistic collation such as en_US.UTF-8.
  */
 export function planSql(shape: TableShape, keep: KeepPolicy): string {
+  const kept = PLAIN_ID_TYPES.has(shape.idType) ? 'tsm_kept_id::text' : `encode(convert_to(tsm_kept_id::text, 'UTF8'), 'hex')`;
   return `WITH ranked AS (
   SELECT tableoid AS tsm_leaf, ctid AS tsm_tid, xmin AS tsm_xmin,
          first_value(id) OVER w AS tsm_kept_id,
@@ -95,7 +103,7 @@ export function planSql(shape: TableShape, keep: KeepPolicy): string {
 )
 SELECT tsm_leaf::int8::text AS leaf,
        count(*) FILTER (WHERE tsm_rank = 2)::int AS users,
-       array_agg(tsm_tid::text) AS tids, array_agg(tsm_xmin::text) AS xmins, array_agg(tsm_kept_id::text) AS kept
+       string_agg(tsm_tid::text || tsm_xmin::text || ':' || ${kept}, ' ') AS plan
   FROM ranked
  WHERE tsm_rank > 1
  GROUP BY tsm_leaf, tsm_chunk`;

@@ -23,7 +23,10 @@ import {
   LOCK_KEY_SQL,
   TABLE_BLOCKERS_SQL,
   archiveCountSql,
-  countsSql,
+  checkSql,
+  duplicatesSql,
+  leftAtSql,
+  SNAPSHOT_XMIN_SQL,
   leafRef,
   listSql,
   moveSkipLockedSql,
@@ -223,6 +226,8 @@ interface Plan {
   rows: PlanRow[];
   /** Duplicated user_ids. */
   users: number;
+  /** The xmin of the plan's snapshot (32-bit xid as text): rows written after the plan have an xmin at or after it. */
+  snapshotXmin: string;
 }
 
 interface Scan {
@@ -235,7 +240,7 @@ type PlanChunk = { leaf: string; users: number; plan: string };
 const PLANNED = /\((\d+),(\d+)\)(\d+):(\S+)/g;
 
 /** The plan's texts, parsed and put in physical order: leaf, then block, then line pointer. */
-function parsePlan(chunks: PlanChunk[], plainIds: boolean): Plan {
+function parsePlan(chunks: PlanChunk[], plainIds: boolean, snapshotXmin: string): Plan {
   const rows: PlanRow[] = [];
   let users = 0;
   for (const c of chunks) {
@@ -246,7 +251,7 @@ function parsePlan(chunks: PlanChunk[], plainIds: boolean): Plan {
     }
   }
   rows.sort((a, b) => a.leaf - b.leaf || a.block - b.block || a.offset - b.offset);
-  return { rows, users };
+  return { rows, users, snapshotXmin };
 }
 
 /**
@@ -402,7 +407,8 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
     const rows = Number((await session.query<{ rows: string }>(rowCountSql(shape))).rows[0]!.rows);
     const chunks = (await session.query<PlanChunk>(planSql(shape, keep))).rows;
     const archive_rows = await archiveRows(session, shape);
-    const plan = parsePlan(chunks, plainIds);
+    const xmin = (await session.query<{ xmin: string }>(SNAPSHOT_XMIN_SQL)).rows[0]!.xmin;
+    const plan = parsePlan(chunks, plainIds, xmin);
     return { counts: { rows, duplicate_users: plan.users, excess_rows: plan.rows.length, archive_rows }, plan };
   }, 1));
   report.before = first.counts;
@@ -417,6 +423,8 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
   let plan = first.plan;
   let last: Counts = first.counts;
   let movedLastPass = -1;
+  /** user_ids of planned rows a pass did not move. */
+  const leftUsers = new Set<string>();
   /** Rows in the table with an id this run moved, from the last counting scan. */
   let movedIdsInTable = 0;
 
@@ -475,6 +483,11 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
         batchMs.push(out.ms);
         sizer.observe(slice.length, out.ms);
         report.skipped_busy += Math.max(0, slice.length - out.rows.length);
+        if (out.rows.length < slice.length) {
+          // Rows it did not move (busy, or changed: those have moved elsewhere): their user_ids may still be duplicated.
+          const left = await session.query<{ user_id: string }>(leftAtSql(leaf), [plainArray(slice.map((p) => `(${p.block},${p.offset})`), true)]);
+          for (const r of left.rows) leftUsers.add(r.user_id);
+        }
         report.archived += out.rows.length;
         for (const r of out.rows) {
           shape.rowKey.forEach((c, k) => keyValues[k]!.push(r['k_' + c.name]!));
@@ -520,27 +533,42 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
       `dedupe: pass ${pass}: moved ${plural(movedThisPass, 'row')} of ${plural(planned, 'planned row')} in ${plural(report.batches - batchesBefore, 'batch', 'batches')} ` +
         `(${((Date.now() - passStart) / 1000).toFixed(1)} s, longest batch ${Math.round(Math.max(0, ...batchMs))} ms)`,
     );
-    // What is left: counts first (cheap, no per-row state); the next plan only when needed.
+    // What is left: one plain scan (rows, moved ids still there, user_ids written since the plan),
+    // then exact counts for the only user_ids that can still be duplicated; the next plan only when needed.
+    const passXmin = plan.snapshotXmin;
     const after = await readTx('scanning', async (): Promise<Scan> => {
       const idValues = keyValues[shape.rowKey.findIndex((k) => k.name === 'id')]!;
       const c = await timed(
         'count',
         async () =>
           (
-            await session.query<{ rows: string; duplicate_users: string; excess_rows: string; moved_ids_in_table: string }>(countsSql(shape), [
+            await session.query<{ rows: string; moved_ids_in_table: string; written_users: string[] | null }>(checkSql(shape), [
               plainIds ? plainArray(idValues) : idValues,
+              passXmin,
             ])
           ).rows[0]!,
       );
       movedIdsInTable = Number(c.moved_ids_in_table);
+      const candidates = new Set([...leftUsers, ...(c.written_users ?? [])]);
+      leftUsers.clear();
+      const d =
+        candidates.size === 0
+          ? { duplicate_users: '0', excess_rows: '0' }
+          : await timed('count', async () => (await session.query<{ duplicate_users: string; excess_rows: string }>(duplicatesSql(shape), [[...candidates]])).rows[0]!);
       const counts: Counts = {
         rows: Number(c.rows),
-        duplicate_users: Number(c.duplicate_users),
-        excess_rows: Number(c.excess_rows),
+        duplicate_users: Number(d.duplicate_users),
+        excess_rows: Number(d.excess_rows),
         archive_rows: await archiveRows(session, shape),
       };
       const more = counts.duplicate_users > 0 && report.passes < maxPasses;
-      const next = more ? await timed('plan', async () => parsePlan((await session.query<PlanChunk>(planSql(shape, keep))).rows, plainIds)) : { rows: [], users: 0 };
+      const next = more
+        ? await timed('plan', async () => {
+            const chunks = (await session.query<PlanChunk>(planSql(shape, keep))).rows;
+            const xmin = (await session.query<{ xmin: string }>(SNAPSHOT_XMIN_SQL)).rows[0]!.xmin;
+            return parsePlan(chunks, plainIds, xmin);
+          })
+        : { rows: [], users: 0, snapshotXmin: passXmin };
       return { counts, plan: next };
     }, pass + 1);
     last = after.counts;

@@ -58,18 +58,35 @@ HAVING count(*) > 1
 }
 
 /**
- * Rows in the table, user_ids with more than one row and the rows beyond the first of those, and
- * how many rows have an id this run moved ($1, the ids so far; the first half of the row-by-row
- * check, in the same scan). One scan, counting only (no per-row state): the check after a pass,
- * cheap when nothing is left.
+ * The xmin of the planning scan's snapshot, as a 32-bit xid: every row the plan did not see (new,
+ * or a new version of a row it saw) has an xmin at or after it.
  */
-export function countsSql(shape: TableShape): string {
-  return `SELECT coalesce(sum(n), 0)::bigint AS rows,
-       count(*) FILTER (WHERE user_id IS NOT NULL AND n > 1)::bigint AS duplicate_users,
-       coalesce(sum(n - 1) FILTER (WHERE user_id IS NOT NULL AND n > 1), 0)::bigint AS excess_rows,
-       coalesce(sum(moved_ids), 0)::bigint AS moved_ids_in_table
-  FROM (SELECT user_id, count(*) AS n, count(*) FILTER (WHERE id = ANY($1::${shape.idType}[])) AS moved_ids
-          FROM ${tableRef(shape)} GROUP BY user_id) g`;
+export const SNAPSHOT_XMIN_SQL = `SELECT ((pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::numeric % 4294967296)::bigint)::text AS xmin`;
+
+/**
+ * The check after a pass, one plain scan (no hashing of the table): rows in the table, rows with
+ * an id this run moved ($1, the first half of the row-by-row check), and the user_ids of rows
+ * written since the plan ($2, the plan snapshot's xmin; `age()` orders xids across wraparound,
+ * and is largest for frozen rows). A user_id can only still have duplicates if it has such a row
+ * or a planned row that was not moved; `duplicatesSql` counts exactly those.
+ */
+export function checkSql(shape: TableShape): string {
+  return `SELECT count(*)::bigint AS rows,
+       count(*) FILTER (WHERE id = ANY($1::${shape.idType}[]))::bigint AS moved_ids_in_table,
+       array_agg(DISTINCT user_id::text) FILTER (WHERE user_id IS NOT NULL AND age(xmin) <= age($2::xid)) AS written_users
+  FROM ${tableRef(shape)}`;
+}
+
+/** Which user_ids of a batch's planned rows are still at their planned addresses (rows it did not move). */
+export function leftAtSql(leaf: Leaf): string {
+  return `SELECT DISTINCT user_id::text AS user_id FROM ${leafRef(leaf)} WHERE ctid = ANY($1::tid[]) AND user_id IS NOT NULL`;
+}
+
+/** Among the candidate user_ids ($1): those with more than one row, and the rows beyond the first. */
+export function duplicatesSql(shape: TableShape): string {
+  const userType = shape.columns.find((c) => c.name === 'user_id')!.type;
+  return `SELECT count(*)::bigint AS duplicate_users, coalesce(sum(n - 1), 0)::bigint AS excess_rows
+  FROM (SELECT count(*) AS n FROM ${tableRef(shape)} WHERE user_id = ANY($1::${userType}[]) GROUP BY user_id HAVING count(*) > 1) g`;
 }
 
 /**
@@ -174,7 +191,7 @@ export function moveSkipLockedSql(shape: TableShape, leaf: Leaf): string {
  * The row-by-row check of what this run moved, by the table's row key: each moved row is in the
  * archive exactly once (counting only archive rows written since the run started). $1…$n are the
  * key columns as arrays, $n+1 the run's start. (That none is still in the table is counted by the
- * last counting scan, `countsSql`; see `inTableSql` for keys of more than one column.)
+ * check after the last pass, `checkSql`; see `inTableSql` for keys of more than one column.)
  *
  * Filtering on `id = ANY($id)` first: with a large array PostgreSQL hashes it and scans once; with
  * a small one it probes the index. (A join with the unnested keys can make the planner walk a whole

@@ -427,6 +427,8 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
   const leftUsers = new Set<string>();
   /** Rows in the table with an id this run moved, from the last counting scan. */
   let movedIdsInTable = 0;
+  /** With a one-column key: the archive half of the row-by-row check, from the last check. */
+  let lastArchiveCheck: { in_archive: string; distinct_in_archive: string } | null = null;
 
   const stopIfAborted = (): void => {
     if (!signal?.aborted) return;
@@ -542,13 +544,14 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
         'count',
         async () =>
           (
-            await session.query<{ rows: string; moved_ids_in_table: string; written_users: string[] | null }>(checkSql(shape), [
-              plainIds ? plainArray(idValues) : idValues,
-              passXmin,
-            ])
+            await session.query<{ rows: string; moved_ids_in_table: string; written_users: string[] | null; in_archive?: string; distinct_in_archive?: string }>(
+              checkSql(shape),
+              [plainIds ? plainArray(idValues) : idValues, passXmin, ...(shape.rowKey.length === 1 ? [runStart] : [])],
+            )
           ).rows[0]!,
       );
       movedIdsInTable = Number(c.moved_ids_in_table);
+      if (c.in_archive !== undefined) lastArchiveCheck = { in_archive: c.in_archive, distinct_in_archive: c.distinct_in_archive! };
       const candidates = new Set([...leftUsers, ...(c.written_users ?? [])]);
       leftUsers.clear();
       const d =
@@ -594,16 +597,16 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
 
   const moved = keyValues[0]!.length;
   let v = { in_table: 0, in_archive: '0', distinct_in_archive: '0' };
-  if (moved > 0) {
+  const archiveCheck = lastArchiveCheck as { in_archive: string; distinct_in_archive: string } | null; // (set inside a callback)
+  if (moved > 0 && shape.rowKey.length === 1 && archiveCheck !== null) {
+    v = { in_table: movedIdsInTable, in_archive: archiveCheck.in_archive, distinct_in_archive: archiveCheck.distinct_in_archive };
+  } else if (moved > 0) {
     v = await timed('verify', () =>
       readTx('verifying', async () => {
         const keyParams = shape.rowKey.map((c, k) => (PLAIN_ID_TYPES.has(c.type) ? plainArray(keyValues[k]!) : keyValues[k]!));
         const a = (await session.query<{ in_archive: string; distinct_in_archive: string }>(verifySql(shape), [...keyParams, runStart])).rows[0]!;
-        // An id alone decides for a one-column key; a wider key is matched whole, if any id is there at all.
-        const inTable =
-          shape.rowKey.length === 1 || movedIdsInTable === 0
-            ? movedIdsInTable
-            : Number((await session.query<{ in_table: string }>(inTableSql(shape), keyParams)).rows[0]!.in_table);
+        // Matched by the whole key, if any moved id is in the table at all.
+        const inTable = movedIdsInTable === 0 ? 0 : Number((await session.query<{ in_table: string }>(inTableSql(shape), keyParams)).rows[0]!.in_table);
         return { in_table: inTable, ...a };
       }),
     );
@@ -653,18 +656,19 @@ async function moveBatch(
       plainArray(slice.map((p) => p.xmin)),
       plainIds ? plainArray(slice.map((p) => p.kept)) : slice.map((p) => p.kept),
     ];
-    const r = await session.query<MovedRow & { tsm_deleted: number }>(sql, params);
-    const deleted = r.rows[0]?.tsm_deleted ?? 0;
-    rows = r.rows.filter((x) => x.user_id !== null);
-    if (rows.length !== deleted) {
+    const r = await session.query<Record<string, string> & { tsm_tid: string; user_id: string; tsm_archived: number }>(sql, params);
+    const archived = r.rows[0]?.tsm_archived ?? 0;
+    if (r.rows.length !== archived) {
       await session.rollback();
       throw new FailError(
-        `dedupe stopped: ${ARCHIVE} took ${rows.length} of the ${deleted} rows a batch deleted (a trigger or a rule on it?); ` +
+        `dedupe stopped: ${ARCHIVE} took ${archived} of the ${r.rows.length} rows a batch deleted (a trigger or a rule on it?); ` +
           `that batch was rolled back, so no row was lost; fix the archive table, then run ${tsmCommand(shape.schema, 'dedupe')} again`,
         { code: 'archive_mismatch' },
       );
     }
     await session.commit();
+    const kept = new Map(slice.map((p) => [`(${p.block},${p.offset})`, p.kept]));
+    rows = r.rows.map((x) => Object.assign(x, { kept_id: kept.get(x.tsm_tid) ?? '' }));
   } catch (error) {
     if (error instanceof FailError) throw error;
     await session.rollback();

@@ -71,10 +71,16 @@ export const SNAPSHOT_XMIN_SQL = `SELECT ((pg_catalog.pg_snapshot_xmin(pg_catalo
  * or a planned row that was not moved; `duplicatesSql` counts exactly those.
  */
 export function checkSql(shape: TableShape): string {
-  return `SELECT count(*)::bigint AS rows,
+  const table = `SELECT count(*)::bigint AS rows,
        count(*) FILTER (WHERE id = ANY($1::${shape.idType}[]))::bigint AS moved_ids_in_table,
        array_agg(DISTINCT user_id::text) FILTER (WHERE user_id IS NOT NULL AND age(xmin) <= age($2::xid)) AS written_users
   FROM ${tableRef(shape)}`;
+  if (shape.rowKey.length > 1) return table;
+  // A one-column key (id): the archive half of the row-by-row check too, so the ids cross the wire once.
+  return `SELECT c.*, a.in_archive, a.distinct_in_archive
+  FROM (${table}) c,
+       (SELECT count(*)::bigint AS in_archive, count(DISTINCT id)::bigint AS distinct_in_archive
+          FROM ${archiveRef(shape)} WHERE archived_at >= $3::timestamptz AND id = ANY($1::${shape.idType}[])) a`;
 }
 
 /** Which user_ids of a batch's planned rows are still at their planned addresses (rows it did not move). */
@@ -135,25 +141,26 @@ export function archiveCountSql(shape: TableShape): string {
 }
 
 /**
- * The end of a batch statement: delete the planned rows, insert them into the archive, and
- * return the archived rows together with the number deleted (one row with NULLs when nothing was
- * archived), so that a batch whose archive did not take every deleted row (a trigger or a rule
- * on the archive) is rolled back instead of committed.
+ * The end of a batch statement: delete the planned rows, insert them into the archive, and return
+ * for each deleted row its planned address (the client knows the row kept for it), its key and
+ * user_id, with the number of rows the archive took: a batch whose archive did not take every
+ * deleted row (a trigger or a rule on the archive) is rolled back instead of committed.
  */
 function moveTail(shape: TableShape, leaf: Leaf, using: string, where: string): string {
   const cols = shape.columns.map((c) => quoteIdent(c.name));
-  const key = shape.rowKey.map((c) => `${quoteIdent(c.name)}::text AS ${quoteIdent('k_' + c.name)}`);
+  const key = shape.rowKey.map((c) => `m.${quoteIdent(c.name)}::text AS ${quoteIdent('k_' + c.name)}`);
   return `moved AS (
   DELETE FROM ${leafRef(leaf)} t
    USING ${using}
    WHERE ${where}
-  RETURNING ${cols.map((c) => 't.' + c).join(', ')}, p.tsm_kept_id
+  RETURNING ${cols.map((c) => 't.' + c).join(', ')}, p.tsm_kept_id, p.tsm_tid
 ), archived AS (
   INSERT INTO ${archiveRef(shape)} (${cols.join(', ')}, archived_at, kept_id)
   SELECT ${cols.join(', ')}, now(), tsm_kept_id FROM moved
-  RETURNING ${key.join(', ')}, user_id::text AS user_id, kept_id::text AS kept_id
+  RETURNING 1
 )
-SELECT a.*, d.tsm_deleted FROM (SELECT count(*)::int AS tsm_deleted FROM moved) d LEFT JOIN archived a ON true`;
+SELECT m.tsm_tid::text AS tsm_tid, ${key.join(', ')}, m.user_id::text AS user_id, (SELECT count(*) FROM archived)::int AS tsm_archived
+  FROM moved m`;
 }
 
 /** $1 addresses, $2 versions, $3 kept ids: the batch's part of the plan. */
@@ -188,10 +195,11 @@ export function moveSkipLockedSql(shape: TableShape, leaf: Leaf): string {
 }
 
 /**
- * The row-by-row check of what this run moved, by the table's row key: each moved row is in the
- * archive exactly once (counting only archive rows written since the run started). $1…$n are the
- * key columns as arrays, $n+1 the run's start. (That none is still in the table is counted by the
- * check after the last pass, `checkSql`; see `inTableSql` for keys of more than one column.)
+ * The row-by-row check of what this run moved, by a row key of more than one column (a one-column
+ * key is checked by `checkSql`): each moved row is in the archive exactly once (counting only
+ * archive rows written since the run started). $1…$n are the key columns as arrays, $n+1 the
+ * run's start. (That none is still in the table: `checkSql` counts the ids, `inTableSql` matches
+ * whole keys.)
  *
  * Filtering on `id = ANY($id)` first: with a large array PostgreSQL hashes it and scans once; with
  * a small one it probes the index. (A join with the unnested keys can make the planner walk a whole

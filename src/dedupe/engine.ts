@@ -390,7 +390,8 @@ async function run(session: Session, opts: DedupeOptions): Promise<DedupeReport>
 
   // The archive: created or widened in one transaction, under the lock (two runs never race on its DDL).
   report.archive_ddl = await (async () => {
-    await beginLocked([]);
+    // No statement limit: adding an index or widening a column of a big archive takes as long as it takes (only the archive is locked).
+    await beginLocked([], { ...writeTx, statementTimeoutMs: 0 });
     try {
       const ddl = await archiveDdl(session.client, shape);
       for (const sql of ddl) await session.query(sql);

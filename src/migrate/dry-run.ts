@@ -25,6 +25,8 @@ export interface PlannedMigration {
   sql: string[];
   /** What the migration decided, as `migrate up` would report it (data, never sent). */
   notes: string[];
+  /** For each note, the index in `sql` of the statement it explains (sql.length: after the last). */
+  note_before: number[];
   /** Why the real run would stop here (its preflight check), or null. */
   would_stop: string | null;
 }
@@ -76,7 +78,7 @@ export async function planUp(env: MigrateEnv, opts: DryRunOptions): Promise<DryR
     const loaded = await loadSteps(files, plan.toRun);
     for (const step of loaded.steps) result.migrations.push(await planOne(session, step, opts.lockTimeoutMs));
     if (loaded.failed !== null) {
-      result.migrations.push({ name: loaded.failed.file.name, transaction: true, sql: [], notes: [], would_stop: loadFailure(loaded.failed) });
+      result.migrations.push({ name: loaded.failed.file.name, transaction: true, sql: [], notes: [], note_before: [], would_stop: loadFailure(loaded.failed) });
     }
     const stop = result.migrations.find((m) => m.would_stop !== null);
     if (stop && result.refusal === null) result.refusal = `${stop.name}: ${stop.would_stop}`;
@@ -99,7 +101,7 @@ function show(s: Statement): string {
 
 async function planOne(session: MigrateSession, step: LoadedStep, lockTimeoutMs: number): Promise<PlannedMigration> {
   const { file, mod } = step;
-  const planned: PlannedMigration = { name: file.name, transaction: true, sql: [], notes: [], would_stop: null };
+  const planned: PlannedMigration = { name: file.name, transaction: true, sql: [], notes: [], note_before: [], would_stop: null };
   const read = session.readDb();
   if (typeof mod.preflight === 'function') {
     try {
@@ -118,7 +120,9 @@ async function planOne(session: MigrateSession, step: LoadedStep, lockTimeoutMs:
     select: read.select,
   };
   try {
-    const built = await buildMigration(mod, 'up', file.name, recording, migrationContext(session.schema, planned.notes), step.shorthands);
+    // Direct statements come first in `sql`, so a note's position is the number recorded so far.
+    const onNote = (): void => void planned.note_before.push(direct.length);
+    const built = await buildMigration(mod, 'up', file.name, recording, migrationContext(session.schema, planned.notes, { onNote, dryRun: true }), step.shorthands);
     planned.transaction = built.transaction;
     // Direct statements run while the migration is built, before its transaction.
     planned.sql = [...direct.map(terminate), ...scriptFor(session.schema, built, 'up', file, lockTimeoutMs).map(show)];

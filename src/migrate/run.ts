@@ -18,7 +18,7 @@
 import { shownName } from '../db/ident.js';
 import { FailError } from '../errors.js';
 import { tsmCommand } from '../report/shell.js';
-import { migrationContext, oneLine } from './context.js';
+import { migrationContext, oneLine, refusalOf } from './context.js';
 import { listMigrations, resolveDir } from './files.js';
 import { fmtMs } from './lock.js';
 import { errorText, loadFailure, loadSteps, modifiedList, planRun } from './plan.js';
@@ -86,7 +86,7 @@ export async function runMigrations(env: MigrateEnv, opts: RunOptions): Promise<
         try {
           await step.mod.preflight(session.readDb(), schema, migrationContext(schema, []));
         } catch (err) {
-          throw new FailError(`${step.file.name}: ${errorText(err)}; nothing was applied`);
+          throw new FailError(`${step.file.name}: ${errorText(err)}; nothing was applied`, refusalOf(err));
         }
       }
       await session.setup(state);
@@ -97,7 +97,7 @@ export async function runMigrations(env: MigrateEnv, opts: RunOptions): Promise<
       try {
         result.steps.push(await session.apply(step, opts.direction));
       } catch (err) {
-        throw new FailError(await failureMessage(session, opts, result, step.file.name, err, Date.now() - started));
+        throw new FailError(await failureMessage(session, opts, result, step.file.name, err, Date.now() - started), refusalOf(err));
       }
     }
     return result;

@@ -22,6 +22,7 @@ import { migrationContext, oneLine, type MigrationModule, type ReadDb } from './
 import type { MigrationFile } from './files.js';
 import { HISTORY_TABLE, addChecksumSql, createHistorySql, historyState, markSql, readApplied, type AppliedRow, type HistoryState, type Statement } from './history.js';
 import { acquireLock, fmtMs } from './lock.js';
+import { backendPid, isIndexBuild, withIndexProgress, type IndexProgressListener } from './progress.js';
 import { RETRY, backoffMs, isLockFailure, sleep } from './retry.js';
 
 /** What the migrate engine needs from its caller (the CLI passes its context; an application its own). */
@@ -32,6 +33,10 @@ export interface MigrateEnv {
   connect(): Promise<Client>;
   /** Progress lines (the CLI writes them to stderr). */
   log(line: string): void;
+  /** When set, index builds report their progress here (progress.ts; the CLI: only on a TTY). */
+  progress?: IndexProgressListener;
+  /** Between progress polls (default 1000 ms). */
+  progressIntervalMs?: number;
 }
 
 export interface SessionOptions {
@@ -82,6 +87,7 @@ export interface Blocker {
 export class MigrateSession {
   private lockClient: Client | undefined;
   private releaseLock: (() => Promise<void>) | undefined;
+  private pid: number | undefined;
 
   private constructor(
     readonly env: MigrateEnv,
@@ -169,19 +175,31 @@ export class MigrateSession {
     this.env.log(`tsm migrate: ${direction === 'up' ? 'applying' : 'reverting'} ${name}`);
     const started = Date.now();
     const db: BuildDb = {
-      query: (text, values) => this.client.query(text, values),
+      query: (text, values) => this.send(text, values),
       select: async (text, values) => (await this.client.query<Record<string, unknown>>(text, values)).rows,
     };
     const { value: notes, attempts } = await this.withRetry(name, async () => {
       const notes: string[] = [];
-      const built = await buildMigration(step.mod, direction, name, db, migrationContext(this.schema, notes), step.shorthands);
+      // Notes are shown as they are made: a long migration's steps appear while it runs.
+      const onNote = (n: string): void => this.env.log(`tsm migrate:   ${oneLine(n)}`);
+      const built = await buildMigration(step.mod, direction, name, db, migrationContext(this.schema, notes, { onNote }), step.shorthands);
       for (const s of scriptFor(this.schema, built, direction, step.file, this.opts.lockTimeoutMs)) {
-        await this.client.query(s.text, s.values);
+        await this.send(s.text, s.values);
       }
       return notes;
     });
-    for (const n of notes) this.env.log(`tsm migrate:   ${oneLine(n)}`);
     return { name, ms: Date.now() - started, attempts, notes };
+  }
+
+  /** One statement on the migration's connection; an index build is watched when progress was asked for (progress.ts). */
+  private async send(text: string, values?: unknown[]): Promise<unknown> {
+    const listener = this.env.progress;
+    if (!listener || !isIndexBuild(text)) return this.client.query(text, values);
+    this.pid ??= await backendPid(this.client);
+    const pid = this.pid;
+    return withIndexProgress({ connect: () => this.env.connect(), pid, listener, intervalMs: this.env.progressIntervalMs }, () =>
+      this.client.query(text, values),
+    );
   }
 
   /** Runs fn with the retry policy; rolls back whatever transaction a failed attempt left open. */
@@ -223,13 +241,18 @@ export class MigrateSession {
     return r.rows;
   }
 
-  /** INVALID indexes on the table that no build is working on (left by a failed concurrent build). */
+  /**
+   * INVALID indexes on the table, or on its partitions, that no build is working on (left by a
+   * failed concurrent build). A partitioned index that is INVALID because not every partition's
+   * index is attached yet is not one of them: the next `up` completes it.
+   */
   async invalidLeftovers(table = 'telegram_sessions'): Promise<string[]> {
     const r = await this.client.query<{ name: string }>(
       `SELECT ic.relname::text AS name
          FROM pg_catalog.pg_index i
          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-        WHERE i.indrelid = pg_catalog.to_regclass($1::text) AND NOT i.indisvalid
+        WHERE i.indrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass($1::text)) t)
+          AND ic.relkind = 'i' AND NOT i.indisvalid
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)
         ORDER BY 1`,
       [qualify(this.schema, table)],

@@ -3,13 +3,14 @@ import type { CommandArgs } from '../../options.js';
 import type { CommandResult, Context } from '../../context.js';
 import { EXIT } from '../../../errors.js';
 import { migrateOptions } from './options.js';
+import { migrateEnv } from './progress.js';
 import { renderRun } from './render.js';
 import { runMigrations, type RunResult } from '../../../migrate/run.js';
 
 export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult<RunResult>> {
   const o = migrateOptions(args);
   const database = ctx.connection().display;
-  const result = await runMigrations(ctx, {
+  const result = await runMigrations(migrateEnv(ctx), {
     direction: 'down',
     count: o.count ?? 1,
     dir: o.dir,

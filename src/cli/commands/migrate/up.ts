@@ -4,6 +4,7 @@ import type { CommandResult, Context } from '../../context.js';
 import { EXIT } from '../../../errors.js';
 import { planUp, type DryRunResult } from '../../../migrate/dry-run.js';
 import { migrateOptions } from './options.js';
+import { migrateEnv } from './progress.js';
 import { renderDryRun, renderRun } from './render.js';
 import { runMigrations, type RunResult } from '../../../migrate/run.js';
 
@@ -14,7 +15,7 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
     const plan = await planUp(ctx, { count: o.count, dir: o.dir, lockTimeoutMs: o.lockTimeoutMs, allowModified: o.allowModified });
     return { exitCode: EXIT.ok, data: plan, render: () => renderDryRun(plan, database, o.lockTimeoutMs) };
   }
-  const result = await runMigrations(ctx, {
+  const result = await runMigrations(migrateEnv(ctx), {
     direction: 'up',
     count: o.count,
     dir: o.dir,

@@ -176,3 +176,37 @@ describe('tsm migrate on a telegram_sessions partitioned by user_id', () => {
     assert.deepEqual(await rowsDigest(db, 'd'), rows);
   });
 });
+
+describe('partition index names', () => {
+  it('deterministic, at most 63 bytes, distinct for long names with the same beginning; hostile schema and partition names end to end', async () => {
+    const { partitionIndexName } = await import('../migrations/0004_user_id_unique_index.js');
+    assert.equal(partitionIndexName('telegram_sessions_p7'), 'telegram_sessions_p7_user_id_unique');
+    assert.equal(partitionIndexName('telegram_sessions_p7', 2), 'telegram_sessions_p7_user_id_unique_2');
+    const a = 'sessions_ü🚀_' + 'x'.repeat(40) + '_a';
+    const b = 'sessions_ü🚀_' + 'x'.repeat(40) + '_b';
+    for (const n of [a, b]) {
+      const name = partitionIndexName(n);
+      assert.ok(Buffer.byteLength(name) <= 63, `${name}: ${Buffer.byteLength(name)} bytes`);
+      assert.equal(partitionIndexName(n), name, 'deterministic');
+      assert.match(name, /_[0-9a-f]{8}_user_id_unique$/);
+      assert.ok(Buffer.byteLength(partitionIndexName(n, 3)) <= 63);
+    }
+    assert.notEqual(partitionIndexName(a), partitionIndexName(b));
+
+    const schema = `it's "ü" -- */ ;`;
+    const s = '"' + schema.replace(/"/g, '""') + '"';
+    const long = `p"1'; DROP TABLE x; -- ` + 'ü'.repeat(18);
+    await db.sql(`CREATE SCHEMA ${s};
+      CREATE TABLE ${s}.telegram_sessions (tenant_id varchar(255) NOT NULL, user_id varchar(255), session_string_enc text, key_id varchar(64),
+        status varchar(20) NOT NULL DEFAULT 'pending', updated_at timestamptz NOT NULL DEFAULT now()) PARTITION BY HASH (user_id);
+      CREATE TABLE ${s}."${long.replace(/"/g, '""')}" PARTITION OF ${s}.telegram_sessions FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+      CREATE TABLE ${s}.p2 PARTITION OF ${s}.telegram_sessions FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+      INSERT INTO ${s}.telegram_sessions (tenant_id, user_id) SELECT 't', 'u' || g FROM generate_series(1, 100) g;`);
+    const r = await migrate(db.url, ['up', '--schema', schema]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await coverage(db, schema), { valid: true, uncovered: [] });
+    const names = (await treeIndexes(db, schema)).map((i) => i.name);
+    assert.ok(names.includes(partitionIndexName(long)), names.join(', '));
+    assert.equal((await db.sql(`SELECT count(*)::int AS n FROM pg_class WHERE relname = 'x' OR relname LIKE 'pwned%'`)).rows[0].n, 0);
+  });
+});

@@ -764,7 +764,7 @@ async function upPartitioned(pgm: MigrationBuilder, schema: string, ctx: Migrati
   ctx?.note(
     `${top} is partitioned (${plan.leaves} ${plan.leaves === 1 ? 'partition' : 'partitions'}): the unique index is built per partition, as PostgreSQL allows without blocking writers ` +
       `(ON ONLY the parent, CONCURRENTLY per partition, ATTACH PARTITION)` +
-      (plan.leavesDone > 0 ? `; ${plan.leavesDone} of ${plan.leaves} partitions have theirs attached already` : ''),
+      (plan.leavesDone > 0 ? `; ${plan.leavesDone} of ${plan.leaves} ${plan.leavesDone === 1 ? 'partition has its' : 'partitions have their'} index attached already` : ''),
   );
   for (const n of plan.notes) ctx?.note(n);
   for (const [i, step] of plan.steps.entries()) {

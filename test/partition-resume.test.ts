@@ -89,7 +89,7 @@ describe('tsm migrate up resumes a half-built partitioned index', () => {
       await db.sql(`ALTER INDEX r3.ts_uid ATTACH PARTITION r3.p${p}_uid`);
     }
     const notes = await upConverges('r3', 'ts_uid');
-    assert.match(notes[0]!, /\(4 partitions\): .*; 2 of 4 partitions have theirs attached already$/);
+    assert.match(notes[0]!, /\(4 partitions\): .*; 2 of 4 partitions have their index attached already$/);
     assert.equal(notes[1], 'ts_uid is an INVALID unique index on (user_id) ON ONLY telegram_sessions (made by hand?): completing it rather than building another');
     assert.equal(steps(notes).length, 4);
     assert.ok(!(await treeIndexes(db, 'r3')).some((i) => i.name === PARENT), 'no second parent index');
@@ -169,7 +169,7 @@ describe('tsm migrate up resumes a half-built partitioned index', () => {
     await db.sql(`INSERT INTO r8.late (tenant_id, user_id, status) VALUES ('t-1', 'late-1', 'active'), ('t-1', 'late-2', 'active')`);
     await db.sql(`ALTER TABLE r8.telegram_sessions ATTACH PARTITION r8.late FOR VALUES IN ('late-1', 'late-2')`);
     const notes = await upConverges('r8');
-    assert.match(notes[0]!, /\(6 partitions\): .*; 2 of 6 partitions have theirs attached already$/);
+    assert.match(notes[0]!, /\(6 partitions\): .*; 2 of 6 partitions have their index attached already$/);
     assert.equal(steps(notes).filter((n) => n.startsWith('build ')).length, 4);
 
     // After up, a partition added later is indexed by PostgreSQL as it is attached: still covered.

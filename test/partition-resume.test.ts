@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createTestDatabase } from './helpers/db.js';
-import { SHIPPED, history, lastLine, migrate } from './helpers/migrate.js';
+import { SHIPPED, history, lastLine, migrate, stderrWatcher } from './helpers/migrate.js';
 import { coverage, partitionedPreFix, rowsDigest, seedPartitioned, treeIndexes, type Layout } from './helpers/partitioned.js';
 import { outcome, settle, waitFor } from './helpers/wait.js';
 
@@ -221,5 +221,27 @@ describe('tsm migrate up resumes a half-built partitioned index', () => {
     const notes = await upConverges('r10');
     assert.ok(steps(notes).includes(`telegram_sessions_p3 already has telegram_sessions_p3_user_id_unique, a valid unique index on (user_id): attach it to ${PARENT} (no build)`));
     assert.equal(await oidOf('r10', 'telegram_sessions_p3_user_id_unique'), p3);
+  });
+
+  it('a partition build that fails within a run (no lock on that partition in time): tsm retries, resuming after the partitions already attached', async () => {
+    await prepared('r11');
+    const holder = await db.client();
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE r11.telegram_sessions_p2 IN SHARE UPDATE EXCLUSIVE MODE');
+    const w = stderrWatcher();
+    const run = settle(migrate(db.url, ['up', '--schema', 'r11', '--lock-timeout', '300ms', '--json'], { onSpawn: w.onSpawn }));
+    await w.until((t) => /0004_user_id_unique_index: no lock within 300ms; retrying/.test(t), 60_000);
+    await holder.query('COMMIT');
+    const r = await outcome(run);
+    assert.equal(r.code, 0, r.stderr);
+    const step = (r.json().steps as { name: string; attempts: number; notes: string[] }[]).find((x) => x.name === '0004_user_id_unique_index')!;
+    assert.ok(step.attempts >= 2, `retried: ${step.attempts} attempts`);
+    assert.match(step.notes[0]!, /; 2 of 4 partitions have their index attached already$/, 'the last attempt resumed after p0 and p1');
+    assert.deepEqual(steps(step.notes), [2, 3].flatMap((p) => [
+      `build telegram_sessions_p${p}_user_id_unique on partition telegram_sessions_p${p} CONCURRENTLY (writers are not blocked)`,
+      `attach telegram_sessions_p${p}_user_id_unique to ${PARENT}`,
+    ]));
+    assert.deepEqual(await coverage(db, 'r11'), { valid: true, uncovered: [] });
+    assert.deepEqual(await history(db, 'r11'), SHIPPED);
   });
 });

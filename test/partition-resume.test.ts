@@ -244,4 +244,21 @@ describe('tsm migrate up resumes a half-built partitioned index', () => {
     assert.deepEqual(await coverage(db, 'r11'), { valid: true, uncovered: [] });
     assert.deepEqual(await history(db, 'r11'), SHIPPED);
   });
+
+  it('a writer that never commits on one partition: exit 1 naming the step and the INVALID partition index left behind; after it commits, up finishes', async () => {
+    await prepared('r12');
+    const writer = await db.client();
+    await writer.query('BEGIN');
+    await writer.query(`UPDATE r12.telegram_sessions_p1 SET status = status WHERE user_id IS NOT NULL`);
+    const r = await migrate(db.url, ['up', '--schema', 'r12', '--lock-timeout', '200ms'], { timeoutMs: 90_000 });
+    assert.equal(r.code, 1, r.stderr);
+    const line = lastLine(r.stderr);
+    assert.match(line, /^tsm: 0004_user_id_unique_index failed: step \d+ of \d+ \((build|drop) telegram_sessions_p1_user_id_unique on telegram_sessions_p1\): canceling statement due to lock timeout; /);
+    assert.match(line, /INVALID index left behind: telegram_sessions_p1_user_id_unique \(the next `tsm migrate up --schema r12` drops and rebuilds it\)/);
+    assert.doesNotMatch(line, new RegExp(`INVALID index left behind: [^;]*${PARENT}`), 'the parent index is not a leftover: the next up completes it');
+    assert.deepEqual(await history(db, 'r12'), SHIPPED.slice(0, 3));
+    await writer.query('COMMIT');
+    const notes = await upConverges('r12');
+    assert.ok(steps(notes).includes('telegram_sessions_p1_user_id_unique on telegram_sessions_p1 is INVALID (left by a failed or interrupted build): drop it, then rebuild'), notes.join('\n'));
+  });
 });

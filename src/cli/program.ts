@@ -4,7 +4,7 @@
  * command runs, which keeps `tsm --version` and `--help` fast (bench/startup): only commander and
  * the option tables (which import nothing at run time but src/store/via.ts) load before that.
  */
-import { Command, Option } from 'commander';
+import { Command, Option, type OutputConfiguration } from 'commander';
 import { BENCH_OPTIONS } from './commands/bench/flags.js';
 import { DEDUPE_OPTIONS } from './commands/dedupe/flags.js';
 import { DEMO_OPTIONS } from './commands/demo/flags.js';
@@ -35,10 +35,16 @@ function addOptions(cmd: Command, specs: OptionSpecs): Command {
   return cmd;
 }
 
-/** The `tsm` program; `execute` runs the chosen command. */
-export function buildProgram(execute: Execute): Command {
+/**
+ * The `tsm` program; `execute` runs the chosen command. `output` replaces commander's own writing
+ * (src/cli/main.ts prints commander's errors as one `tsm: …` line, or the --json document); it is set
+ * before the subcommands are made, which inherit it.
+ */
+export function buildProgram(execute: Execute, output?: OutputConfiguration): Command {
+  const root = new Command('tsm');
+  if (output) root.configureOutput(output);
   const program = addOptions(
-    new Command('tsm')
+    root
       .description('Diagnose, migrate and prove the PostgreSQL store of encrypted Telegram session strings.')
       .version(VERSION, '-V, --version')
       .exitOverride()
@@ -92,6 +98,22 @@ export function buildProgram(execute: Execute): Command {
   );
 
   return program;
+}
+
+/**
+ * The deepest command the words of `args` name ('migrate' for `tsm --json migrate`), without
+ * parsing: for messages about a command line commander refused. Option values are skipped over
+ * as words that name no command.
+ */
+export function commandFromArgs(program: Command, args: readonly string[]): Command {
+  let cmd = program;
+  for (const word of args) {
+    if (word === '--') break;
+    if (word.startsWith('-')) continue;
+    const sub = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (sub) cmd = sub;
+  }
+  return cmd;
 }
 
 /** The command as typed after `tsm` ('doctor', 'migrate up'), for messages. */

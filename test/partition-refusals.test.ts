@@ -2,8 +2,9 @@
  * Partition keys that make a unique user_id impossible (issue 11): RANGE on created_at, HASH on
  * tenant_id, a key with more columns, an expression, a sub-partition keyed on created_at.
  * `tsm migrate up` refuses before changing anything (not even 0001–0003, not even the history
- * table): exit 1, one line naming the key and the two ways out; the engine's error carries the code
- * `partition_key` and the key; --dry-run shows that up would stop (exit 0, nothing changed).
+ * table): exit 1, one line naming the key and the two ways out; the error's code is `partition_key`
+ * (the --json error document, and the engine's FailError) with the key; --dry-run shows that up
+ * would stop (exit 0, nothing changed).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -92,6 +93,13 @@ describe('tsm migrate up refuses partition keys that make a unique user_id impos
       assert.equal(lastLine(r.stderr), `tsm: 0004_user_id_unique_index: ${c.line}; nothing was applied`);
       assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('tsm: ')).length, 1, 'one error line');
       assert.deepEqual(await catalogSnapshot(db), before, 'nothing changed: no history table, no column, no index');
+
+      const j = await migrate(db.url, ['up', '--schema', c.schema, '--json']);
+      assert.equal(j.code, 1, j.stderr);
+      const doc = j.json();
+      assert.equal(doc.ok, false);
+      assert.deepEqual(doc.error, { code: 'partition_key', message: `0004_user_id_unique_index: ${c.line}; nothing was applied` });
+      assert.deepEqual([doc.partition_key.key, doc.partition_key.strategy], [c.key, c.strategy]);
 
       const dry = await migrate(db.url, ['up', '--dry-run', '--schema', c.schema]);
       assert.equal(dry.code, 0, dry.stderr);

@@ -10,7 +10,16 @@ import { judgeMigrations } from '../src/doctor/checks/migrations.js';
 import type { Facts } from '../src/doctor/types.js';
 
 const env = { schema: 'public', minSessionLength: 4096 };
-const facts: Facts = { schemaExists: true, tableExists: true, columns: [] };
+const facts: Facts = {
+  schemaExists: true,
+  tableExists: true,
+  columns: [],
+  partitioning: null,
+  partitions: [],
+  estimatedRows: 0,
+  rowsUnknown: false,
+  migrations: null,
+};
 
 describe('doctor verdicts', () => {
   it('connection: below PostgreSQL 13 fails, 13 and later are ok', () => {

@@ -9,14 +9,18 @@ export interface DoctorCheck {
   severity: 'fail' | 'warn';
   detail: string;
   remedy: string | null;
+  exact: boolean;
 }
 
 export interface DoctorJson {
+  ok: boolean;
   database: string;
   server_version: string;
   schema: string;
+  data: { mode: 'budget' | 'exact' | 'estimate'; max_exact_rows: number; timeout_ms: number };
   checks: DoctorCheck[];
   summary: { ok: number; warn: number; fail: number; skipped: number };
+  duration_seconds: number;
 }
 
 export interface DoctorRun extends RunResult {
@@ -40,6 +44,7 @@ export const ALL_IDS = [
   'function.upsert',
   'privileges',
   'migrations',
+  'server.writable',
 ];
 
 export async function doctor(url: string, extra: string[] = []): Promise<DoctorRun> {

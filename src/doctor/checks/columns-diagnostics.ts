@@ -1,5 +1,6 @@
 import type { CatalogCheck } from '../types.js';
-import { TABLE, remedyText, tableRef, tsmCommand } from '../util.js';
+import { TABLE, remedyText, tableRef } from '../util.js';
+import { tsmCommand } from '../../report/shell.js';
 
 const DIAGNOSTIC = ['auth_error', 'error_details'];
 
@@ -15,6 +16,10 @@ export const columnsDiagnostics: CatalogCheck<DiagnosticColumnRow> = {
   severity: 'fail',
   kind: 'catalog',
   requires: ['table'],
+  example: {
+    bad: '-- telegram_sessions without auth_error / error_details: a failed save leaves no trace in the row',
+    good: 'ALTER TABLE public.telegram_sessions ADD COLUMN IF NOT EXISTS auth_error text, ADD COLUMN IF NOT EXISTS error_details text;',
+  },
   looksAt: 'pg_attribute of telegram_sessions: the columns auth_error and error_details.',
   why:
     'They record the classified error code and details of the last failed save, so a failure is ' +
@@ -36,14 +41,14 @@ export const columnsDiagnostics: CatalogCheck<DiagnosticColumnRow> = {
       status: 'fail',
       detail: `missing: ${missing.join(', ')}`,
       remedy: remedyText(
-        [tsmCommand(env, 'migrate up')],
+        [tsmCommand(env.schema, 'migrate up')],
         [`ALTER TABLE ${tableRef(env)} ${missing.map((c) => `ADD COLUMN IF NOT EXISTS ${c} text`).join(', ')};`],
       ),
     };
   },
   remedy: (env) =>
     remedyText(
-      [tsmCommand(env, 'migrate up')],
+      [tsmCommand(env.schema, 'migrate up')],
       [`ALTER TABLE ${tableRef(env)} ADD COLUMN IF NOT EXISTS auth_error text, ADD COLUMN IF NOT EXISTS error_details text;`],
     ),
 };

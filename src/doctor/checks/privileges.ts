@@ -46,6 +46,10 @@ export const privileges: CatalogCheck<PrivilegesRow> = {
   severity: 'fail',
   kind: 'catalog',
   requires: ['table'],
+  example: {
+    bad: 'REVOKE INSERT, UPDATE ON public.telegram_sessions FROM app;   -- every save by app fails with 42501',
+    good: 'GRANT SELECT, INSERT, UPDATE ON public.telegram_sessions TO app;',
+  },
   looksAt:
     'For the role tsm is connected as (run doctor as the application\'s role): USAGE on the schema, SELECT, ' +
     `INSERT and UPDATE on ${TABLE}, and EXECUTE on ${FUNCTION} when it exists ` +

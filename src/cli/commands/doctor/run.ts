@@ -1,13 +1,24 @@
 /** `tsm doctor`: diagnose the telegram_sessions schema (or `--explain <id>` one check, no database needed). */
 import { explain, type Explanation } from '../../../doctor/explain.js';
 import { CHECK_IDS, exitCodeFor, findCheck, runDoctor, type DoctorReport } from '../../../doctor/index.js';
-import { UsageError } from '../../../errors.js';
+import { ConnectError, FailError, UsageError } from '../../../errors.js';
+import { writeFileAtomic } from '../../atomic-file.js';
 import type { CommandResult, Context } from '../../context.js';
 import type { CommandArgs } from '../../options.js';
+import { doctorMetrics } from './metrics.js';
 import { doctorEnv, parseDoctorOptions } from './options.js';
 import { renderExplanation, renderReport } from './render.js';
 
+async function writeMetrics(path: string, content: string): Promise<void> {
+  try {
+    await writeFileAtomic(path, content);
+  } catch (err) {
+    throw new FailError(`--metrics-file: cannot write ${path}: ${(err as Error).message.split('\n')[0]}`, { code: 'metrics_file' });
+  }
+}
+
 export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult<DoctorReport | Explanation>> {
+  const started = performance.now();
   const o = parseDoctorOptions(args);
   const env = doctorEnv(ctx.schema, o);
 
@@ -19,11 +30,26 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
   }
 
   const database = ctx.connection().display;
-  const client = await ctx.connect();
+  let report: DoctorReport;
   try {
-    const report = await runDoctor(client, env, database);
-    return { exitCode: exitCodeFor(report.summary, o.failOn), data: report, render: (style) => renderReport(report, style) };
-  } finally {
-    await client.end().catch(() => {});
+    const client = await ctx.connect();
+    try {
+      report = await runDoctor(client, env, database);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  } catch (err) {
+    // Cannot connect (or lost the connection): the metrics still say so, the connection check failing.
+    if (o.metricsPath !== undefined && err instanceof ConnectError) {
+      const checks = CHECK_IDS.map((id) => ({ id, status: id === 'connection' ? ('fail' as const) : ('skipped' as const) }));
+      await writeMetrics(o.metricsPath, doctorMetrics({ checks, finishedAt: Date.now(), durationSeconds: (performance.now() - started) / 1000 }));
+    }
+    throw err;
   }
+  const exitCode = exitCodeFor(report.summary, o.failOn);
+  const data: DoctorReport = { ...report, ok: exitCode === 0 };
+  if (o.metricsPath !== undefined) {
+    await writeMetrics(o.metricsPath, doctorMetrics({ checks: report.checks, finishedAt: Date.now(), durationSeconds: (performance.now() - started) / 1000 }));
+  }
+  return { exitCode, data, render: (style) => renderReport(data, style) };
 }

@@ -17,7 +17,6 @@ const facts: Facts = {
   partitioning: null,
   partitions: [],
   estimatedRows: 0,
-  rowsUnknown: false,
   migrations: null,
 };
 

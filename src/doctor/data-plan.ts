@@ -5,16 +5,15 @@
  * "how many NULL user_ids" and "which user_ids repeat" without reading the heap.
  */
 import type { ExactQuery } from './types.js';
+import { rowsOf, treeCte } from './partitions.js';
 import { TABLE, about } from './util.js';
 
 /** One leaf partition (or the table itself). */
 export interface LeafPlan {
   schema: string;
   leaf: string;
-  /** pg_class.reltuples: -1 when never vacuumed or analyzed. */
+  /** pg_class.reltuples, or the statistics' live tuples when never vacuumed or analyzed. */
   rows: number;
-  /** pg_relation_size: 0 means empty whatever reltuples says. */
-  bytes: number;
   /** pg_stats of user_id (null without statistics, or without SELECT on the column). */
   null_frac: number | null;
   n_distinct: number | null;
@@ -39,23 +38,19 @@ const NOT_NULL_PREDICATE =
   "replace(replace(replace(lower(pg_catalog.pg_get_expr(i.indpred, i.indrelid)), ' ', ''), '(', ''), ')', '') = 'user_idisnotnull'";
 
 /** The catalog query ($1 = the schema): one row per leaf. */
-export const LEAF_PLAN_SQL = `WITH tbl AS (
-  SELECT c.oid, c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+export const LEAF_PLAN_SQL = `WITH RECURSIVE tbl AS (
+  SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = $1::text AND c.relname = '${TABLE}' AND c.relkind IN ('r', 'p')
-), leaves AS (
-  SELECT tbl.oid AS relid FROM tbl WHERE tbl.relkind = 'r'
-  UNION SELECT t.relid FROM tbl, pg_catalog.pg_partition_tree(tbl.oid) t WHERE t.isleaf
-)
-SELECT ln.nspname::text AS schema, lc.relname::text AS leaf,
-       lc.reltuples::float8 AS rows, pg_catalog.pg_relation_size(lc.oid)::float8 AS bytes,
+), ${treeCte('(SELECT oid FROM tbl)')}
+SELECT ln.nspname::text AS schema, lc.relname::text AS leaf, ${rowsOf('lc')} AS rows,
        s.null_frac::float8 AS null_frac, s.n_distinct::float8 AS n_distinct,
        s.most_common_vals::text::text[] AS mcv, s.most_common_freqs::float8[] AS mcf,
        greatest(st.last_analyze, st.last_autoanalyze) AS analyzed_at,
        ${btree('i.indpred IS NULL AND i.indkey[0] = ua.attnum')} AS user_id_index,
        ${btree(`i.indpred IS NOT NULL AND i.indkey[0] = ua.attnum AND ${NOT_NULL_PREDICATE}`)} AS not_null_index,
        ${btree('i.indpred IS NULL')} AS full_index
-  FROM leaves
-  JOIN pg_catalog.pg_class lc     ON lc.oid = leaves.relid
+  FROM tree
+  JOIN pg_catalog.pg_class lc     ON lc.oid = tree.relid AND lc.relkind <> 'p'
   JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace
   LEFT JOIN pg_catalog.pg_attribute ua ON ua.attrelid = lc.oid AND ua.attname = 'user_id' AND NOT ua.attisdropped
   LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = ln.nspname AND s.tablename = lc.relname
@@ -72,7 +67,7 @@ export const everyLeaf = (plan: LeafPlan[], has: (l: LeafPlan) => boolean): bool
 /** Why the statistics cannot give an estimate (a leaf never analyzed, or no statistics readable), or null. */
 export function missingStatistics(plan: LeafPlan[], needs: (l: LeafPlan) => boolean): string | null {
   if (plan.length === 0) return 'no leaf to read statistics from';
-  const unknown = plan.filter((l) => l.bytes > 0 && (l.rows < 0 || (l.rows > 0 && !needs(l))));
+  const unknown = plan.filter((l) => l.rows > 0 && !needs(l));
   if (unknown.length === 0) return null;
   const names = unknown.slice(0, 3).map((l) => l.leaf).join(', ') + (unknown.length > 3 ? ', …' : '');
   return `no planner statistics of user_id for ${names} (never analyzed, or no SELECT on the column)`;
@@ -88,7 +83,7 @@ export function statisticsAge(plan: LeafPlan[]): string {
 
 /** Rows of the table by the statistics (leaves with a known size). */
 export function plannedRows(plan: LeafPlan[]): number {
-  return plan.reduce((sum, l) => sum + (l.bytes > 0 && l.rows > 0 ? l.rows : 0), 0);
+  return plan.reduce((sum, l) => sum + (l.rows > 0 ? l.rows : 0), 0);
 }
 
 /** `estimated (planner statistics of …, about N rows)`, the suffix of every estimated detail. */

@@ -23,6 +23,24 @@ export interface Rel {
   readonly children: Rel[];
 }
 
+/**
+ * SQL: the recursive CTE `tree(relid, parentrelid, level)` of `<root>` (level 0) and its partitions at every
+ * level, from pg_inherits (plain catalog reads: unlike pg_partition_tree() it takes no lock, so doctor
+ * never waits behind a migration's ACCESS EXCLUSIVE lock to read the catalog). Use after `WITH RECURSIVE`.
+ */
+export const treeCte = (root: string): string => `tree(relid, parentrelid, level) AS (
+  SELECT ${root}, NULL::oid, 0
+  UNION ALL
+  SELECT h.inhrelid, h.inhparent, tree.level + 1
+    FROM tree
+    JOIN pg_catalog.pg_inherits h ON h.inhparent = tree.relid
+    JOIN pg_catalog.pg_class hc   ON hc.oid = h.inhrelid AND hc.relispartition
+)`;
+
+/** SQL: the planner's rows of relation `oid`: reltuples, or the statistics' live tuples when never vacuumed or analyzed (-1). */
+export const rowsOf = (rel: string): string =>
+  `CASE WHEN ${rel}.reltuples >= 0 THEN ${rel}.reltuples::float8 ELSE pg_catalog.pg_stat_get_live_tuples(${rel}.oid)::float8 END`;
+
 /** The partition tree rooted at telegram_sessions (a lone leaf when it is not partitioned). */
 export function partitionTree(facts: Facts, schema: string): Rel {
   const root: Rel = {
@@ -84,11 +102,10 @@ export function userIdKeyProblem(facts: Facts, schema: string): string | null {
 export function keyProblemOptions(schema: string, upCommand: string): { commands: string[]; sql: string[]; lead: string } {
   return {
     commands: [
-      'options:',
-      '  1. re-partition by user_id: a new table PARTITION BY HASH (user_id) (or LIST/RANGE on user_id), copy the rows, swap the names;',
-      '  2. keep this table and hold the uniqueness in an unpartitioned lookup table user_id → session id, written in the same',
-      '     transaction as the session (the upsert goes through it);',
-      `  ${upCommand} refuses this table before changing anything.`,
+      'option 1: re-partition by user_id: a new table PARTITION BY HASH (user_id) (or LIST/RANGE on user_id), copy the rows, swap the names;',
+      'option 2: keep this table and hold the uniqueness in an unpartitioned lookup table user_id → session id, written in the same',
+      'transaction as the session (the upsert goes through it).',
+      `${upCommand} refuses this table before changing anything.`,
     ],
     sql: [
       `CREATE TABLE ${sqlQualified(schema, 'telegram_session_users')} (user_id varchar(255) PRIMARY KEY, session_id uuid NOT NULL);`,

@@ -145,8 +145,8 @@ function unknownRemedy(env: DoctorEnv): string {
   );
 }
 
-/** "10 s" */
-const seconds = (ms: number): string => `${ms % 1000 === 0 ? ms / 1000 : (ms / 1000).toFixed(1)} s`;
+/** "10 s", "1.5 s", "200 ms" */
+const seconds = (ms: number): string => (ms < 1000 ? `${ms} ms` : `${ms % 1000 === 0 ? ms / 1000 : (ms / 1000).toFixed(1)} s`);
 
 /** The verdict of a data check that needs rows: estimate, exact, or unknown, within the budget. */
 async function dataOutcome(client: Client, check: DataAny, plan: Rows | undefined, env: DoctorEnv, facts: Facts, budget: DataBudget): Promise<Outcome> {
@@ -267,7 +267,7 @@ export async function runChecks(client: Client, env: DoctorEnv, checks: readonly
       continue;
     }
     try {
-      outcomes.set(c.id, await custom.run(client, env, facts, own ?? []));
+      outcomes.set(c.id, await custom.run(client, env, facts, own ?? [], outcomes));
     } catch (err) {
       outcomes.set(c.id, failedToRun(c, err));
     }

@@ -51,7 +51,7 @@ export interface Partition {
   readonly key: string | null;
   /** Its partition-key columns (null for an expression) when it is itself partitioned. */
   readonly keyColumns: readonly (string | null)[] | null;
-  /** pg_class.reltuples (leaves); -1 when never vacuumed or analyzed. */
+  /** pg_class.reltuples, or the statistics' live tuples when never vacuumed or analyzed. */
   readonly rows: number;
 }
 
@@ -65,10 +65,11 @@ export interface Facts {
   readonly partitioning: { readonly key: string; readonly columns: readonly (string | null)[] } | null;
   /** Every partition, every level, parents before their children. */
   readonly partitions: readonly Partition[];
-  /** The planner's row estimate for the whole table (sum over leaf partitions), known leaves only. */
+  /**
+   * The planner's row estimate for the whole table (sum over leaf partitions): reltuples, or the
+   * statistics' live tuples for a table never vacuumed or analyzed.
+   */
   readonly estimatedRows: number;
-  /** Some leaf (or the table) has never been vacuumed or analyzed: its size is unknown. */
-  readonly rowsUnknown: boolean;
   /**
    * tsm's migration history against the shipped migrations (read before the checks are judged),
    * or null when it could not be read.
@@ -166,7 +167,8 @@ export interface CustomCheck<C extends object = Row> extends BaseCheck {
   readonly catalogSql?: string;
   /** What it runs, as shown by --explain. */
   sql(env: DoctorEnv): string;
-  run(client: Client, env: DoctorEnv, facts: Facts, catalogRows: C[]): Promise<Outcome>;
+  /** `earlier`: the verdicts of the catalog and data checks (custom checks run last). */
+  run(client: Client, env: DoctorEnv, facts: Facts, catalogRows: C[], earlier: ReadonlyMap<string, Outcome>): Promise<Outcome>;
 }
 
 /** Any check, whatever its row type (the registry and the runner see them like this). */

@@ -92,7 +92,7 @@ export const dataDuplicates: DataCheck<DuplicateRow, LeafPlan> = {
     let nonNull = 0;
     const likely: { value: string; rows: number }[] = [];
     for (const l of plan) {
-      if (!(l.bytes > 0 && l.rows > 0) || l.n_distinct === null || l.null_frac === null) continue;
+      if (!(l.rows > 0) || l.n_distinct === null || l.null_frac === null) continue;
       const values = l.rows * (1 - l.null_frac);
       // n_distinct < 0: minus the share of distinct values among all rows; > 0: their number.
       const distinct = l.n_distinct < 0 ? -l.n_distinct * l.rows : l.n_distinct;

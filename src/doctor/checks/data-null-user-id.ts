@@ -66,7 +66,7 @@ export const dataNullUserId: DataCheck<NullUserIdRow, LeafPlan> = {
   },
   estimate(plan) {
     if (missingStatistics(plan, (l) => l.null_frac !== null) !== null) return null;
-    const n = Math.round(plan.reduce((sum, l) => sum + (l.bytes > 0 && l.rows > 0 ? l.rows * (l.null_frac ?? 0) : 0), 0));
+    const n = Math.round(plan.reduce((sum, l) => sum + (l.rows > 0 ? l.rows * (l.null_frac ?? 0) : 0), 0));
     const v = verdict(n, ` (${estimatedNote(plan)})`);
     return { ...v, detail: n === 0 ? v.detail : v.detail.replace(/^[\d,]+ /, `about ${about(n)} `), exact: false };
   },

@@ -1,5 +1,5 @@
 import { tsmCommand } from '../../report/shell.js';
-import { attachSql, buildSteps, childIndexName, indexSpec, partitionTree, relKey, type Rel } from '../partitions.js';
+import { attachSql, buildSteps, childIndexName, indexSpec, partitionTree, relKey, treeCte, type Rel } from '../partitions.js';
 import type { CatalogCheck, DoctorEnv, Facts } from '../types.js';
 import { TABLE, UNIQUE_INDEX, normalizePredicate, plural, remedyText, shownIdent, shownRel, sqlQualified } from '../util.js';
 import { createUniqueIndexSql, upLine } from './index-user-id-unique.js';
@@ -111,7 +111,7 @@ export const indexInvalid: CatalogCheck<IndexStateRow> = {
   requires: ['table'],
   looksAt:
     'indisvalid and indisready of every index on telegram_sessions and, when it is partitioned, on each of its ' +
-    'partitions (pg_partition_tree). An index that is not valid while pg_stat_progress_create_index shows its build ' +
+    'partitions (pg_inherits). An index that is not valid while pg_stat_progress_create_index shows its build ' +
     "running is a build in progress, not a failure, and is skipped (a role without pg_read_all_stats cannot see other " +
     "roles' builds). A partitioned index that is not valid is one whose partitions do not all have an attached valid " +
     'index yet (built ON ONLY the parent, partitions still to build or attach): the check names those partitions.',
@@ -129,13 +129,10 @@ export const indexInvalid: CatalogCheck<IndexStateRow> = {
       '-- remove the duplicates (tsm dedupe), then build it again:\n' +
       'CREATE UNIQUE INDEX CONCURRENTLY telegram_sessions_user_id_unique ON public.telegram_sessions (user_id) WHERE user_id IS NOT NULL;',
   },
-  sql: `WITH tbl AS (
+  sql: `WITH RECURSIVE tbl AS (
   SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = $1::text AND c.relname = '${TABLE}' AND c.relkind IN ('r', 'p')
-), tree AS (
-  SELECT tbl.oid AS relid FROM tbl
-  UNION SELECT t.relid FROM tbl, pg_catalog.pg_partition_tree(tbl.oid) t
-)
+), ${treeCte('(SELECT oid FROM tbl)')}
 SELECT tn.nspname::text AS schema, tc.relname::text AS table, ic.relname::text AS index,
        ic.relkind = 'I' AS is_partitioned, i.indisunique AS is_unique,
        i.indisvalid AS is_valid, i.indisready AS is_ready, i.indislive AS is_live,

@@ -50,7 +50,7 @@ export const indexOnConflict: CustomCheck<DeferrableRow> = {
   },
   catalogSql: DEFERRABLE_SQL,
   sql: (env) => `${readOnlyText(probeSql(env))}\n-- and, with the catalog checks ($1 = the schema):\n${DEFERRABLE_SQL};`,
-  async run(client: Client, env: DoctorEnv, facts, deferrable) {
+  async run(client: Client, env: DoctorEnv, facts, deferrable, earlier) {
     try {
       const [explained] = await inReadOnlyTransaction(client, probeSql(env));
       const plan = explained!.rows.map((r) => String(Object.values(r)[0]));
@@ -81,7 +81,8 @@ export const indexOnConflict: CustomCheck<DeferrableRow> = {
         return {
           status: 'fail',
           detail: '42P10: no unique index matches ON CONFLICT (user_id), so every upsert fails (the incident)',
-          remedy: uniqueIndexRemedy(env, facts),
+          // The fix is index.user-id-unique's (which knows an unfinished index, a partition key, …).
+          remedy: earlier.get('index.user-id-unique')?.remedy ?? uniqueIndexRemedy(env, facts),
         };
       }
       if (c.sqlstate === '42501') {

@@ -1,5 +1,5 @@
 import { tsmCommand } from '../../report/shell.js';
-import { depth, leaves, partitionTree } from '../partitions.js';
+import { depth, leaves, partitionTree, rowsOf, treeCte } from '../partitions.js';
 import type { CatalogCheck, Facts, Partition } from '../types.js';
 import { TABLE, plural, remedyText, shownIdent, shownTable } from '../util.js';
 
@@ -32,7 +32,7 @@ export interface PartitionRow {
 export interface TableRow {
   schema_exists: boolean;
   relkind: string | null;
-  /** pg_class.reltuples of the table itself (-1: never vacuumed or analyzed; a partitioned table keeps none). */
+  /** pg_class.reltuples of the table itself (its statistics' live tuples when never vacuumed or analyzed). */
   estimated_rows: number | null;
   columns: string[] | null;
   /** pg_get_partkeydef: `HASH (user_id)`, or null when not partitioned. */
@@ -65,7 +65,6 @@ export function factsFrom(rows: TableRow[]): Omit<Facts, 'migrations'> {
     partitioning: partitioned ? { key: r.partition_key ?? '?', columns: r.partition_columns ?? [] } : null,
     partitions,
     estimatedRows: tableExists ? sizes.filter((n) => n > 0).reduce((a, b) => a + b, 0) : 0,
-    rowsUnknown: tableExists && sizes.some((n) => !(n >= 0)),
   };
 }
 
@@ -85,7 +84,7 @@ export const table: CatalogCheck<TableRow> = {
   looksAt:
     'pg_namespace and pg_class: whether the schema exists and holds a table (plain or partitioned) named ' +
     'telegram_sessions, its columns and the planner\'s row estimate (reltuples). For a partitioned table also its ' +
-    'partition key (pg_get_partkeydef) and every partition at every level (pg_partition_tree), which the other ' +
+    'partition key (pg_get_partkeydef) and every partition at every level (pg_inherits; no lock is taken, so doctor never queues behind a migration), which the other ' +
     'checks then look at too.',
   why:
     'Every other check is about this table. When it is absent (or the application looks in another ' +
@@ -97,21 +96,22 @@ export const table: CatalogCheck<TableRow> = {
   },
   sql: `SELECT n.oid IS NOT NULL          AS schema_exists,
        c.relkind::text              AS relkind,
-       c.reltuples::float8          AS estimated_rows,
+       ${rowsOf('c')}             AS estimated_rows,
        array(SELECT a.attname::text FROM pg_catalog.pg_attribute a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
               ORDER BY a.attnum)   AS columns,
        CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partition_key,
        CASE WHEN c.relkind = 'p' THEN ${keyColumns('c.oid')} END AS partition_columns,
        CASE WHEN c.relkind = 'p' THEN (
+         WITH RECURSIVE ${treeCte('c.oid')}
          SELECT coalesce(json_agg(json_build_object(
                   'schema', pn.nspname, 'name', pc.relname,
                   'parent_schema', qn.nspname, 'parent_name', qc.relname, 'level', t.level,
                   'key', CASE WHEN pc.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(pc.oid) END,
                   'key_columns', CASE WHEN pc.relkind = 'p' THEN ${keyColumns('pc.oid')} END,
-                  'rows', pc.reltuples::float8)
+                  'rows', ${rowsOf('pc')})
                 ORDER BY t.level, pn.nspname, pc.relname), '[]'::json)
-           FROM pg_catalog.pg_partition_tree(c.oid) t
+           FROM tree t
            JOIN pg_catalog.pg_class pc     ON pc.oid = t.relid
            JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
            JOIN pg_catalog.pg_class qc     ON qc.oid = t.parentrelid
@@ -136,11 +136,7 @@ export const table: CatalogCheck<TableRow> = {
       };
     }
     const columns = (r.columns ?? []).length;
-    const rowsText = facts.rowsUnknown
-      ? facts.estimatedRows > 0
-        ? `, at least ${facts.estimatedRows.toLocaleString('en-US')} rows (planner estimate; some never analyzed)`
-        : ', row count unknown (never vacuumed or analyzed)'
-      : `, about ${facts.estimatedRows.toLocaleString('en-US')} rows (planner estimate)`;
+    const rowsText = `, about ${Math.round(facts.estimatedRows).toLocaleString('en-US')} rows (planner estimate)`;
     let shape = '';
     if (facts.partitioning) {
       const leafCount = leaves(partitionTree(facts, env.schema)).length;

@@ -6,6 +6,7 @@
  */
 import type { ExactQuery } from './types.js';
 import { rowsOf, treeCte } from './partitions.js';
+import { isUserIdNotNull } from './sql.js';
 import { TABLE, about } from './util.js';
 
 /** One leaf partition (or the table itself). */
@@ -34,9 +35,6 @@ const btree = (cond: string): string => `EXISTS (SELECT 1 FROM pg_catalog.pg_ind
                  JOIN pg_catalog.pg_am am    ON am.oid = ic.relam AND am.amname = 'btree'
                 WHERE i.indrelid = lc.oid AND i.indisvalid AND i.indisready AND ${cond})`;
 
-const NOT_NULL_PREDICATE =
-  "replace(replace(replace(lower(pg_catalog.pg_get_expr(i.indpred, i.indrelid)), ' ', ''), '(', ''), ')', '') = 'user_idisnotnull'";
-
 /** The catalog query ($1 = the schema): one row per leaf. */
 export const LEAF_PLAN_SQL = `WITH RECURSIVE tbl AS (
   SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -47,7 +45,7 @@ SELECT ln.nspname::text AS schema, lc.relname::text AS leaf, ${rowsOf('lc')} AS 
        s.most_common_vals::text::text[] AS mcv, s.most_common_freqs::float8[] AS mcf,
        greatest(st.last_analyze, st.last_autoanalyze) AS analyzed_at,
        ${btree('i.indpred IS NULL AND i.indkey[0] = ua.attnum')} AS user_id_index,
-       ${btree(`i.indpred IS NOT NULL AND i.indkey[0] = ua.attnum AND ${NOT_NULL_PREDICATE}`)} AS not_null_index,
+       ${btree(`i.indkey[0] = ua.attnum AND ${isUserIdNotNull('i')}`)} AS not_null_index,
        ${btree('i.indpred IS NULL')} AS full_index
   FROM tree
   JOIN pg_catalog.pg_class lc     ON lc.oid = tree.relid AND lc.relkind <> 'p'

@@ -41,8 +41,8 @@ function settingValue(v: string): string {
   return `'${v}'`;
 }
 
-/** The text sent by inReadOnlyTransaction (also what --explain shows). */
-export function readOnlyText(sql: string, settings: Readonly<Record<string, string>> = {}): string {
+/** `BEGIN READ ONLY;` and doctor's `SET LOCAL` settings (plus `settings`): the start of every doctor transaction. */
+export function beginReadOnlyText(settings: Readonly<Record<string, string>> = {}): string {
   const all = { ...BASE_SETTINGS, ...settings };
   const sets = Object.entries(all)
     .map(([k, v]) => {
@@ -50,5 +50,10 @@ export function readOnlyText(sql: string, settings: Readonly<Record<string, stri
       return `SET LOCAL ${k} = ${settingValue(v)};`;
     })
     .join(' ');
-  return `BEGIN READ ONLY;\n${sets}\n${sql};\nROLLBACK;`;
+  return `BEGIN READ ONLY;\n${sets}`;
+}
+
+/** The text sent by inReadOnlyTransaction (also what --explain shows). */
+export function readOnlyText(sql: string, settings: Readonly<Record<string, string>> = {}): string {
+  return `${beginReadOnlyText(settings)}\n${sql};\nROLLBACK;`;
 }

@@ -21,7 +21,7 @@ import { ConnectError } from '../errors.js';
 import { migrationStatus, type MigrationStatus } from '../migrate/status.js';
 import type { ConnectionRow } from './checks/connection.js';
 import { factsFrom, type TableRow } from './checks/table.js';
-import { LOCK_TIMEOUT, inReadOnlyTransaction } from './readonly.js';
+import { LOCK_TIMEOUT, beginReadOnlyText, inReadOnlyTransaction } from './readonly.js';
 import { CHECKS } from './registry.js';
 import {
   DEFAULT_DATA_BUDGET,
@@ -78,19 +78,30 @@ function catalogParts(checks: readonly Check[]): CatalogPart[] {
   return parts;
 }
 
+/**
+ * A catalog query with the schema as a bind parameter, inside a READ ONLY transaction with doctor's
+ * lock_timeout: a catalog function that needs a lock on the table (pg_get_indexdef does) gives up
+ * after it instead of queueing behind a migration's ACCESS EXCLUSIVE lock.
+ */
+async function catalogQuery(client: Client, text: string, env: DoctorEnv): Promise<Combined> {
+  await client.query(beginReadOnlyText());
+  try {
+    return (await client.query<Combined>(text, /\$1\b/.test(text) ? [env.schema] : [])).rows[0]!;
+  } finally {
+    await client.query('ROLLBACK').catch(() => {});
+  }
+}
+
 async function catalogRows(client: Client, parts: CatalogPart[], env: DoctorEnv): Promise<Map<string, Rows>> {
   const out = new Map<string, Rows>();
-  const params = (sql: string): string[] => (/\$1\b/.test(sql) ? [env.schema] : []);
   try {
-    const text = combined(parts.map((p) => p.sql));
-    const res = await client.query<Combined>(text, params(text));
-    parts.forEach((p, i) => out.set(p.key, res.rows[0]![`c${i}`]!));
+    const row = await catalogQuery(client, combined(parts.map((p) => p.sql)), env);
+    parts.forEach((p, i) => out.set(p.key, row[`c${i}`]!));
   } catch (err) {
     rethrowIfConnection(err);
     for (const p of parts) {
       try {
-        const text = combined([p.sql]);
-        out.set(p.key, (await client.query<Combined>(text, params(text))).rows[0]!.c0!);
+        out.set(p.key, (await catalogQuery(client, combined([p.sql]), env)).c0!);
       } catch (e) {
         rethrowIfConnection(e);
         out.set(p.key, { error: e });
@@ -124,6 +135,11 @@ function failedToRun(check: Check, err: unknown): Outcome {
   const c = classifyError(err);
   const message = c.message.split('\n')[0];
   if (c.sqlstate === '42501') return { status: 'skipped', detail: `permission denied: ${message} (see privileges)` };
+  // Out of time, or a lock held too long (a migration's DDL): nothing was found, so unknown (warn), never fail.
+  if (c.sqlstate === '55P03') {
+    return { status: 'warn', detail: `unknown: the table stayed locked (a migration or other DDL?) for the ${LOCK_TIMEOUT} doctor waits [55P03]`, exact: false };
+  }
+  if (c.sqlstate === '57014') return { status: 'warn', detail: `unknown: ${message} [57014]`, exact: false };
   // A data check that could not finish says unknown (warn), never fail: nothing was found.
   const status = check.kind === 'data' ? 'warn' : check.severity;
   const unknown = check.kind === 'data' ? 'unknown: ' : '';

@@ -1,5 +1,6 @@
 import { tsmCommand } from '../../report/shell.js';
 import { attachSql, buildSteps, childIndexName, indexSpec, partitionTree, relKey, treeCte, type Rel } from '../partitions.js';
+import { predicateText } from '../sql.js';
 import type { CatalogCheck, DoctorEnv, Facts } from '../types.js';
 import { TABLE, UNIQUE_INDEX, normalizePredicate, plural, remedyText, shownIdent, shownRel, sqlQualified } from '../util.js';
 import { createUniqueIndexSql, upLine } from './index-user-id-unique.js';
@@ -20,7 +21,8 @@ export interface IndexStateRow {
   build_in_progress: boolean;
   keys: string[];
   predicate: string | null;
-  definition: string;
+  /** pg_get_indexdef, read only for indexes that are not valid or belong to a partition tree (it takes a lock). */
+  definition: string | null;
   /** The partitioned index it is attached to (pg_inherits), or null; and that index's schema. */
   parent_index: string | null;
   parent_index_schema: string | null;
@@ -40,7 +42,7 @@ function matches(parent: IndexStateRow, candidate: IndexStateRow): boolean {
     candidate.is_unique === parent.is_unique &&
     JSON.stringify(candidate.keys) === JSON.stringify(parent.keys) &&
     normalizePredicate(candidate.predicate ?? '') === normalizePredicate(parent.predicate ?? '') &&
-    indexSpec(candidate.definition)?.replace(/ WHERE .*$/, '') === indexSpec(parent.definition)?.replace(/ WHERE .*$/, '')
+    indexSpec(candidate.definition ?? '')?.replace(/ WHERE .*$/, '') === indexSpec(parent.definition ?? '')?.replace(/ WHERE .*$/, '')
   );
 }
 
@@ -60,7 +62,7 @@ interface Completion {
 /** What is missing under partitioned index `p` (on `rel`) and the statements that finish it, one level after the other. */
 function complete(p: IndexStateRow, rel: Rel, rows: IndexStateRow[], env: DoctorEnv, taken: Set<string>): Completion {
   const out: Completion = { lacking: [], steps: [], covered: new Set([key(p)]) };
-  const spec = indexSpec(p.definition) ?? '(user_id) WHERE user_id IS NOT NULL';
+  const spec = indexSpec(p.definition ?? '') ?? '(user_id) WHERE user_id IS NOT NULL';
   for (const child of rel.children) {
     const onChild = rows.filter((r) => r.schema === child.schema && r.table === child.name);
     const attached = onChild.find((r) => r.parent_index === p.index && r.parent_index_schema === p.schema);
@@ -90,7 +92,7 @@ function complete(p: IndexStateRow, rel: Rel, rows: IndexStateRow[], env: Doctor
       } else {
         out.lacking.push({ partition: child, state: `INVALID ${shownIdent(candidate.index)} (a failed concurrent build)` });
         out.steps.push(`DROP INDEX CONCURRENTLY IF EXISTS ${sqlQualified(candidate.schema, candidate.index)};`);
-        out.steps.push(concurrently(candidate.definition));
+        out.steps.push(candidate.definition ? concurrently(candidate.definition) : `-- rebuild ${shownIdent(candidate.index)} CONCURRENTLY as it was defined`);
       }
       out.steps.push(attachSql(p.schema, p.index, child.schema, candidate.index));
       continue;
@@ -142,8 +144,10 @@ SELECT tn.nspname::text AS schema, tc.relname::text AS table, ic.relname::text A
                FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
                LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0
               WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) AS keys,
-       pg_catalog.pg_get_expr(i.indpred, i.indrelid)  AS predicate,
-       pg_catalog.pg_get_indexdef(i.indexrelid)       AS definition,
+       ${predicateText('i')} AS predicate,
+       -- pg_get_indexdef locks the table: only where a remedy needs the definition
+       CASE WHEN NOT (i.indisvalid AND i.indisready) OR ic.relkind = 'I' OR tree.level > 0
+            THEN pg_catalog.pg_get_indexdef(i.indexrelid) END AS definition,
        pc.relname::text                               AS parent_index,
        pn.nspname::text                               AS parent_index_schema
   FROM tree

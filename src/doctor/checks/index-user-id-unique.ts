@@ -1,5 +1,6 @@
 import { tsmCommand } from '../../report/shell.js';
 import { UNIQUE_SPEC, buildSteps, keyProblemOptions, partitionTree, userIdKeyProblem } from '../partitions.js';
+import { predicateText } from '../sql.js';
 import type { CatalogCheck, DoctorEnv, Facts } from '../types.js';
 import { INDEX_MIGRATION, TABLE, UNIQUE_INDEX, normalizePredicate, remedyText } from '../util.js';
 
@@ -121,7 +122,7 @@ export const indexUserIdUnique: CatalogCheck<IndexRow> = {
                FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
                LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0
               WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) AS keys,
-       pg_catalog.pg_get_expr(i.indpred, i.indrelid)   AS predicate
+       ${predicateText('i')} AS predicate
   FROM pg_catalog.pg_index i
   JOIN pg_catalog.pg_class c     ON c.oid = i.indrelid
   JOIN pg_catalog.pg_class ic    ON ic.oid = i.indexrelid

@@ -20,7 +20,8 @@ export const columnsDiagnostics: CatalogCheck<DiagnosticColumnRow> = {
     bad: '-- telegram_sessions without auth_error / error_details: a failed save leaves no trace in the row',
     good: 'ALTER TABLE public.telegram_sessions ADD COLUMN IF NOT EXISTS auth_error text, ADD COLUMN IF NOT EXISTS error_details text;',
   },
-  looksAt: 'pg_attribute of telegram_sessions: the columns auth_error and error_details.',
+  looksAt: 'pg_attribute of telegram_sessions: the columns auth_error and error_details.' +
+    ' Partitions have the parent\'s columns and types (PostgreSQL enforces it), so the parent speaks for them.',
   why:
     'They record the classified error code and details of the last failed save, so a failure is ' +
     'visible in the row instead of one opaque database_save_failed. The upsert function writes them.',

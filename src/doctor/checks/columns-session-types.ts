@@ -28,7 +28,8 @@ export const columnsSessionTypes: CatalogCheck<SessionColumnRow> = {
   looksAt:
     "Every column of telegram_sessions whose name contains 'session' or 'telethon': its type and, for " +
     'varchar(n) / char(n) (also through a domain), its maximum length n, compared with --min-session-length ' +
-    '(default 4096).',
+    '(default 4096).' +
+    ' Partitions have the parent\'s columns and types (PostgreSQL enforces it), so the parent speaks for them.',
   why:
     'An encrypted Telethon StringSession is several hundred characters (about 800 in the incident) and grows ' +
     'with encryption overhead. A varchar(n) that is too short fails the save with SQLSTATE 22001 ' +

@@ -10,6 +10,7 @@
  *
  * A partition that is itself partitioned gets the same three steps one level down.
  */
+import { createHash } from 'node:crypto';
 import type { Facts, Partition } from './types.js';
 import { TABLE, sqlName, sqlQualified, shownRel } from './util.js';
 
@@ -127,19 +128,23 @@ function truncateBytes(s: string, max: number): string {
 }
 
 /**
- * The name of a partition's index under a parent index: the parent index's suffix after its
- * table's name (`telegram_sessions_user_id_unique` on `telegram_sessions` → `_user_id_unique`)
- * appended to the partition's name, truncated to 63 bytes; `taken` names are avoided with a number.
+ * The name of a partition's index under a parent index, the way `tsm migrate up` names it: the
+ * parent index's suffix after its table's name (`telegram_sessions_user_id_unique` on
+ * `telegram_sessions` → `_user_id_unique`) appended to the partition's name; `_2`, `_3`, … when
+ * `taken`; at most 63 bytes (a longer partition name is cut and followed by 8 hex digits of its
+ * SHA-256, so two long names with the same beginning stay apart).
  */
 export function childIndexName(partition: string, parentIndex: string, parentTable: string, taken: ReadonlySet<string> = new Set()): string {
   const suffix = parentIndex.startsWith(parentTable) && parentIndex.length > parentTable.length ? parentIndex.slice(parentTable.length) : `_${parentIndex}`;
-  const base = truncateBytes(partition, MAX_NAME_BYTES - Buffer.byteLength(suffix, 'utf8')) + suffix;
-  let name = truncateBytes(base, MAX_NAME_BYTES);
-  for (let i = 1; taken.has(name); i++) {
-    const tail = `_${i}`;
-    name = truncateBytes(base, MAX_NAME_BYTES - tail.length) + tail;
+  for (let attempt = 1; ; attempt++) {
+    const tail = attempt === 1 ? suffix : `${suffix}_${attempt}`;
+    const full = partition + tail;
+    const name =
+      Buffer.byteLength(full, 'utf8') <= MAX_NAME_BYTES
+        ? full
+        : `${truncateBytes(partition, MAX_NAME_BYTES - Buffer.byteLength(tail, 'utf8') - 9)}_${createHash('sha256').update(partition).digest('hex').slice(0, 8)}${tail}`;
+    if (!taken.has(name)) return name;
   }
-  return name;
 }
 
 /** `USING btree (user_id) WHERE (user_id IS NOT NULL)`: the part of pg_get_indexdef after the table (quote-aware). */

@@ -88,6 +88,9 @@ describe('tsm doctor: bounded data checks', () => {
     assert.equal(r.check('data.duplicates').exact, true);
     assert.match(r.check('data.duplicates').detail, /^none possible/);
 
+    const human = await runTsm(['doctor', '-d', db.url, '--schema', 'big']);
+    assert.match(human.stdout, /\nnot counted exactly: data\.null-user-id \(planner estimates or unknown/);
+
     const exact = await doctor(db.url, ['--schema', 'big', '--exact']);
     assert.equal(exact.check('data.null-user-id').exact, true);
     assert.match(exact.check('data.null-user-id').detail, /^10 rows with NULL user_id/);

@@ -6,6 +6,7 @@
  * setting behind on a pooled server connection.
  */
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { runTsm } from './helpers/cli.js';
@@ -101,6 +102,26 @@ describe('tsm doctor through PgBouncer', { skip: requirePart('pgbouncer') }, () 
 });
 
 describe('tsm doctor next to a migration', () => {
+  it('Ctrl-C while a count waits for the lock: the waiting statement is cancelled on the server, exit 130', async () => {
+    await db.sql(fixedSchema('ctrlc'));
+    const holder = await db.client();
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE ctrlc.telegram_sessions IN ACCESS EXCLUSIVE MODE');
+    try {
+      const spawned: { child?: ChildProcess } = {};
+      const run = runTsm(['doctor', '-d', db.url, '--schema', 'ctrlc', '--exact', '--data-timeout', '0'], { onSpawn: (c) => (spawned.child = c) });
+      const waiting = `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tsm' AND wait_event_type = 'Lock'`;
+      await waitFor('doctor waiting for the table lock', async () => ((await db.sql(waiting)).rowCount ?? 0) > 0, { timeoutMs: 30_000 });
+      spawned.child?.kill('SIGINT');
+      const r = await run;
+      assert.equal(r.code, 130, r.stderr);
+      assert.match(r.stderr, /interrupted by SIGINT: .*its query was cancelled on the server/);
+      await waitFor('no doctor statement left waiting', async () => (await db.sql(waiting)).rowCount === 0, { timeoutMs: 10_000 });
+    } finally {
+      await holder.query('ROLLBACK');
+    }
+  });
+
   it('a table held in ACCESS EXCLUSIVE: the catalog is read without waiting, each check gives up after its lock timeout, nothing fails because of the lock', async () => {
     await db.sql(fixedSchema('locked'));
     await db.sql(`INSERT INTO locked.telegram_sessions (tenant_id, user_id) VALUES ('t', 'a'), ('t', NULL)`);

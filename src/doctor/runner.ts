@@ -18,6 +18,7 @@
 import type { Client } from 'pg';
 import { classifyError } from '../db/classify.js';
 import { ConnectError } from '../errors.js';
+import { historyState } from '../migrate/history.js';
 import { migrationStatus, type MigrationStatus } from '../migrate/status.js';
 import type { ConnectionRow } from './checks/connection.js';
 import { factsFrom, type TableRow } from './checks/table.js';
@@ -232,6 +233,9 @@ async function exactOutcome(
 /** The history, or null when it cannot be read (the migrations check then reports why). */
 async function readMigrations(client: Client, env: DoctorEnv): Promise<MigrationStatus | null> {
   try {
+    // Without a history table there is nothing to compare: skip listing the shipped files (that loads
+    // node-pg-migrate, a noticeable part of a doctor run).
+    if (!(await historyState(client, env.schema)).table) return { table: false, migrations: [] };
     return await migrationStatus(client, env.schema);
   } catch (err) {
     rethrowIfConnection(err);

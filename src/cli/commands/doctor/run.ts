@@ -3,6 +3,7 @@ import { explain, type Explanation } from '../../../doctor/explain.js';
 import { CHECK_IDS, exitCodeFor, findCheck, runDoctor, type DoctorReport } from '../../../doctor/index.js';
 import { ConnectError, FailError, UsageError } from '../../../errors.js';
 import { writeFileAtomic } from '../../atomic-file.js';
+import type { Client } from 'pg';
 import type { CommandResult, Context } from '../../context.js';
 import type { CommandArgs } from '../../options.js';
 import { doctorMetrics } from './metrics.js';
@@ -14,6 +15,28 @@ async function writeMetrics(path: string, content: string): Promise<void> {
     await writeFileAtomic(path, content);
   } catch (err) {
     throw new FailError(`--metrics-file: cannot write ${path}: ${(err as Error).message.split('\n')[0]}`, { code: 'metrics_file' });
+  }
+}
+
+/**
+ * Cancels `client`'s running statement from a second connection. Only a backend that is this
+ * connection's own (the pid it announced at start-up, application_name tsm) is cancelled: through
+ * a pooler the announced pid is the pooler's, matches no such backend, and nothing is cancelled
+ * (the statement then ends at --data-timeout or the 5 s lock_timeout).
+ */
+async function cancelOwnQuery(ctx: Context, client: Client): Promise<string> {
+  const pid = (client as unknown as { processID?: number | null }).processID;
+  if (typeof pid !== 'number') return 'nothing to cancel';
+  const other = await ctx.connect();
+  try {
+    const r = await other.query<{ cancelled: boolean }>(
+      `SELECT pg_catalog.pg_cancel_backend(a.pid) AS cancelled FROM pg_catalog.pg_stat_activity a
+        WHERE a.pid = $1 AND a.application_name = 'tsm' AND a.state = 'active'`,
+      [pid],
+    );
+    return r.rows[0]?.cancelled ? 'its query was cancelled on the server' : 'no query of doctor was running';
+  } finally {
+    await other.end().catch(() => {});
   }
 }
 
@@ -33,9 +56,13 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
   let report: DoctorReport;
   try {
     const client = await ctx.connect();
+    // Ctrl-C: cancel doctor's running statement (a long exact count, a wait for a lock) so it does
+    // not run on, or hold its place in a lock queue, after doctor is gone.
+    const stop = ctx.cleanups.push({ what: 'stopping doctor; cancelling its query', run: () => cancelOwnQuery(ctx, client) });
     try {
       report = await runDoctor(client, env, database);
     } finally {
+      stop.release();
       await client.end().catch(() => {});
     }
   } catch (err) {

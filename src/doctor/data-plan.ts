@@ -43,7 +43,7 @@ export const LEAF_PLAN_SQL = `WITH RECURSIVE tbl AS (
 SELECT ln.nspname::text AS schema, lc.relname::text AS leaf, ${rowsOf('lc')} AS rows,
        s.null_frac::float8 AS null_frac, s.n_distinct::float8 AS n_distinct,
        s.most_common_vals::text::text[] AS mcv, s.most_common_freqs::float8[] AS mcf,
-       greatest(st.last_analyze, st.last_autoanalyze) AS analyzed_at,
+       greatest(pg_catalog.pg_stat_get_last_analyze_time(lc.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(lc.oid)) AS analyzed_at,
        ${btree('i.indpred IS NULL AND i.indkey[0] = ua.attnum')} AS user_id_index,
        ${btree(`i.indkey[0] = ua.attnum AND ${isUserIdNotNull('i')}`)} AS not_null_index,
        ${btree('i.indpred IS NULL')} AS full_index
@@ -53,7 +53,6 @@ SELECT ln.nspname::text AS schema, lc.relname::text AS leaf, ${rowsOf('lc')} AS 
   LEFT JOIN pg_catalog.pg_attribute ua ON ua.attrelid = lc.oid AND ua.attname = 'user_id' AND NOT ua.attisdropped
   LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = ln.nspname AND s.tablename = lc.relname
                                  AND s.attname = 'user_id' AND NOT s.inherited
-  LEFT JOIN pg_catalog.pg_stat_all_tables st ON st.relid = lc.oid
  ORDER BY ln.nspname, lc.relname`;
 
 /** Settings that keep an index-only query on its index (only used where such an index exists on every leaf). */

@@ -95,9 +95,11 @@ async function catalogQuery(client: Client, text: string, env: DoctorEnv): Promi
 
 async function catalogRows(client: Client, parts: CatalogPart[], env: DoctorEnv): Promise<Map<string, Rows>> {
   const out = new Map<string, Rows>();
+  // The same query asked by several checks (the data checks share their plan) runs once.
+  const distinct = [...new Set(parts.map((p) => p.sql))];
   try {
-    const row = await catalogQuery(client, combined(parts.map((p) => p.sql)), env);
-    parts.forEach((p, i) => out.set(p.key, row[`c${i}`]!));
+    const row = await catalogQuery(client, combined(distinct), env);
+    parts.forEach((p) => out.set(p.key, row[`c${distinct.indexOf(p.sql)}`]!));
   } catch (err) {
     rethrowIfConnection(err);
     for (const p of parts) {

@@ -138,8 +138,7 @@ export const indexInvalid: CatalogCheck<IndexStateRow> = {
 SELECT tn.nspname::text AS schema, tc.relname::text AS table, ic.relname::text AS index,
        ic.relkind = 'I' AS is_partitioned, i.indisunique AS is_unique,
        i.indisvalid AS is_valid, i.indisready AS is_ready, i.indislive AS is_live,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_create_index p
-                WHERE p.index_relid = i.indexrelid)   AS build_in_progress,
+       i.indexrelid IN (SELECT p.index_relid FROM pg_catalog.pg_stat_progress_create_index p) AS build_in_progress,
        array(SELECT coalesce(a.attname::text, '(expression)')
                FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
                LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0

@@ -31,7 +31,7 @@ export function judgeMigrations(status: MigrationStatus, env: DoctorEnv): Outcom
   if (modified.length > 0 || missing.length > 0) {
     commands.push(`${tsmCommand(env.schema, 'migrate status')}   (which files differ from what was applied; use the tsm version that applied them)`);
   }
-  return { status: 'warn', detail: problems.join('; ') + (byEarlier ? `; applied${byEarlier}` : ''), remedy: remedyText(commands) };
+  return { status: 'warn', detail: problems.join('; '), remedy: remedyText(commands) };
 }
 
 export const migrations: CustomCheck = {

@@ -24,7 +24,9 @@ export {
   exitCodeFor,
   CHECKS,
   CHECK_IDS,
+  DEFAULT_DATA_BUDGET,
   type CheckResult,
+  type DataBudget,
   type DoctorEnv,
   type DoctorReport,
 } from './doctor/index.js';

@@ -74,7 +74,14 @@ describe('options: one table per command', () => {
 
   it('the parsers apply the same defaults when an option is absent (how tsm demo runs each step)', () => {
     const none = { positional: [], options: {} };
-    assert.deepEqual(parseDoctorOptions(none), { explain: undefined, minSessionLength: 4096, failOn: 'fail' });
+    assert.deepEqual(parseDoctorOptions(none), {
+      explain: undefined,
+      minSessionLength: 4096,
+      failOn: 'fail',
+      dataMode: 'budget',
+      dataTimeoutMs: 10_000,
+      metricsPath: undefined,
+    });
     assert.deepEqual(parseDedupeOptions(none), { keep: 'newest', batchSize: undefined, batchTimeMs: 50, lockTimeoutMs: 5000, dryRun: false });
     assert.deepEqual(parseTestWriteOptions(none), { lengths: [68, 268, 800], concurrency: 8, rounds: 20, via: 'function', keep: false, metricsPath: undefined });
     const m = migrateOptions({ positional: [undefined], options: {} });

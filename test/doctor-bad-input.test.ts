@@ -69,7 +69,7 @@ describe('tsm doctor: bad inputs', () => {
       // Trust authentication: the login succeeds and doctor reports on the (empty) database.
       assert.equal(r.code, 1, r.stderr);
       assert.equal(r.stderr, '');
-      assert.match(r.stdout, /1 ok, 0 warning, 1 failing, 11 skipped/);
+      assert.match(r.stdout, /2 ok, 0 warning, 1 failing, 11 skipped/);
       assertNoSecrets(r, role.password);
     } else {
       assertOneLineError(r, 3, /^tsm: cannot connect to .*:\*\*\*@.*: password authentication failed/, role.password);
@@ -83,7 +83,7 @@ describe('tsm doctor: bad inputs', () => {
 
   it('--explain nope: exit 2, lists the valid ids (no database needed)', async () => {
     const r = await runTsm(['doctor', '--explain', 'nope']);
-    assertOneLineError(r, 2, /^tsm: --explain: unknown check 'nope'; valid ids: connection, table, .*index\.on-conflict.*, migrations\n$/);
+    assertOneLineError(r, 2, /^tsm: --explain: unknown check 'nope'; valid ids: connection, table, .*index\.on-conflict.*, migrations, server\.writable\n$/);
   });
 
   it('--min-session-length abc / 0 / 1.5: exit 2, before connecting', async () => {

@@ -28,7 +28,9 @@ describe('tsm doctor --explain', () => {
     assert.equal(e.severity, 'fail');
     assert.match(e.sql, /^BEGIN READ ONLY;/);
     assert.match(e.sql, /EXPLAIN \(COSTS OFF\) INSERT INTO "tg"\."telegram_sessions" \(user_id\) VALUES \(NULL\) ON CONFLICT \(user_id\) WHERE user_id IS NOT NULL/);
-    assert.match(e.sql, /ROLLBACK;$/);
+    assert.match(e.sql, /\nROLLBACK;\n/);
+    assert.match(e.sql, /WHERE n\.nspname = \$1::text AND c\.relname = 'telegram_sessions' AND NOT i\.indimmediate/, 'the deferrable indexes: the schema is a parameter');
+    assert.deepEqual(e.parameters, { $1: 'tg' });
     assert.doesNotMatch(e.sql, /ANALYZE/);
     assert.match(e.remedy, /tsm migrate up --schema tg/);
 

@@ -10,7 +10,15 @@ import { judgeMigrations } from '../src/doctor/checks/migrations.js';
 import type { Facts } from '../src/doctor/types.js';
 
 const env = { schema: 'public', minSessionLength: 4096 };
-const facts: Facts = { schemaExists: true, tableExists: true, columns: [] };
+const facts: Facts = {
+  schemaExists: true,
+  tableExists: true,
+  columns: [],
+  partitioning: null,
+  partitions: [],
+  estimatedRows: 0,
+  migrations: null,
+};
 
 describe('doctor verdicts', () => {
   it('connection: below PostgreSQL 13 fails, 13 and later are ok', () => {
@@ -65,5 +73,35 @@ describe('doctor verdicts', () => {
     assert.equal(modified.status, 'warn');
     assert.match(modified.detail, /modified since applied \(001_table\)/);
     assert.match(modified.remedy ?? '', /tsm migrate status/);
+  });
+});
+
+describe('doctor remedies paste correctly', () => {
+  it('names with a control character are written U&"…", everything else quoted as usual', async () => {
+    const { sqlName, pasteable, remedyText } = await import('../src/doctor/util.js');
+    assert.equal(sqlName('plain'), '"plain"');
+    assert.equal(sqlName('it"s'), '"it""s"');
+    assert.equal(sqlName('a\nb'), 'U&"a\\000ab"');
+    assert.equal(sqlName('back\\slash\ttab"q'), 'U&"back\\\\slash\\0009tab""q"');
+    // Whole statements: quoted identifiers rewritten, string literals and U& names left alone.
+    assert.equal(pasteable(`DROP INDEX "s"."i\nx"; SELECT 'a"\nb'`), `DROP INDEX "s".U&"i\\000ax"; SELECT 'a"\nb'`);
+    assert.equal(pasteable('ALTER INDEX U&"a\\000ab" RENAME TO "c"'), 'ALTER INDEX U&"a\\000ab" RENAME TO "c"');
+    const remedy = remedyText(['tsm migrate up'], ['DROP INDEX CONCURRENTLY IF EXISTS "public"."bad\nname";']);
+    assert.equal(remedy.split('\n').length, 3, 'one line per statement');
+  });
+
+  it('migrations applied by an earlier tsm count as applied, and say so', () => {
+    const at = '2025-01-01T00:00:00Z';
+    const ok = judgeMigrations(
+      {
+        table: true,
+        migrations: [
+          { name: '0001_create_table', state: 'applied', applied_at: at, applied_by_earlier: 'tsm 0.1.0 (build 897b880)' },
+          { name: '0006_x', state: 'applied', applied_at: at },
+        ],
+      },
+      env,
+    );
+    assert.deepEqual(ok, { status: 'ok', detail: '2 migrations applied (1 by an earlier tsm: tsm 0.1.0 (build 897b880)), none pending' });
   });
 });

@@ -69,14 +69,15 @@ describe('tsm doctor: privileges', () => {
     }
   });
 
-  it('doctor never writes: a role whose transactions are all read-only gets the same clean report', async () => {
+  it('doctor never writes: a role whose transactions are all read-only gets every schema check ok, and server.writable fails', async () => {
     const role = await db.role('tsm_doc_ro');
     await db.sql(`GRANT SELECT, INSERT, UPDATE ON public.telegram_sessions TO "${role.name}"`);
     await db.sql(`ALTER ROLE "${role.name}" SET default_transaction_read_only = on`);
     await db.sql(`INSERT INTO public.telegram_sessions (tenant_id, user_id) VALUES ('t', 'ro-1')`);
     const r = await doctor(role.url);
-    assert.equal(r.code, 0);
-    assert.deepEqual(r.statuses, allOkExcept({ migrations: 'skipped' }));
+    // Every check ran (all read-only); the one problem is the role's: every save it makes fails with 25006.
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.statuses, allOkExcept({ migrations: 'skipped', 'server.writable': 'fail' }));
     const n = await db.sql(`SELECT count(*)::int AS n FROM public.telegram_sessions`);
     assert.equal(n.rows[0].n, 1);
   });

@@ -19,7 +19,7 @@ describe('tsm doctor: fixed and non-public schemas', () => {
     const r = await doctor(db.url);
     assert.equal(r.code, 0);
     assert.deepEqual(r.statuses, allOkExcept({ migrations: 'skipped' }));
-    assert.deepEqual(r.report.summary, { ok: 12, warn: 0, fail: 0, skipped: 1 });
+    assert.deepEqual(r.report.summary, { ok: 13, warn: 0, fail: 0, skipped: 1 });
     assert.match(r.check('migrations').detail, /no public\.tsm_migrations table/);
     assert.ok(r.report.checks.every((c) => c.remedy === null));
     assert.ok(r.report.checks.every((c) => c.title.length > 0 && (c.severity === 'fail' || c.severity === 'warn')));
@@ -32,7 +32,7 @@ describe('tsm doctor: fixed and non-public schemas', () => {
     const lines = r.stdout.split('\n');
     assert.ok(lines.some((l) => /│ check\s+│ status\s+│ detail\s+│/.test(l)), r.stdout);
     for (const id of ALL_IDS) assert.ok(lines.some((l) => l.startsWith(`│ ${id} `)), `row for ${id}`);
-    assert.equal(lines.filter((l) => l.trim() !== '').at(-1), '12 ok, 0 warning, 0 failing, 1 skipped');
+    assert.equal(lines.filter((l) => l.trim() !== '').at(-1), '13 ok, 0 warning, 0 failing, 1 skipped');
     assert.doesNotMatch(r.stdout, /passed|Remedies/);
     assert.ok(!r.stdout.includes('\u001b['), 'no colour when not on a terminal');
   });
@@ -45,7 +45,7 @@ describe('tsm doctor: fixed and non-public schemas', () => {
     assert.match(r.stdout, /fail {2}index\.user-id-unique: Unique index on user_id\n {6}tsm migrate up --schema broken/);
     assert.match(r.stdout, /fail {2}index\.on-conflict: .*\n {6}the same remedy as index\.user-id-unique/);
     assert.match(r.stdout, /fail {2}function\.upsert: .*\n {6}tsm migrate up --schema broken/);
-    assert.match(r.stdout, /\n8 ok, 0 warning, 4 failing, 1 skipped\n$/);
+    assert.match(r.stdout, /\n9 ok, 0 warning, 4 failing, 1 skipped\n$/);
     assert.doesNotMatch(r.stdout, /passed|failed/);
   });
 

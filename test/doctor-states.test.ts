@@ -28,8 +28,9 @@ describe('tsm doctor: schema states', () => {
       'function.upsert': 'skipped',
       privileges: 'skipped',
       migrations: 'skipped',
+      'server.writable': 'ok',
     });
-    assert.deepEqual(r.report.summary, { ok: 1, warn: 0, fail: 1, skipped: 11 });
+    assert.deepEqual(r.report.summary, { ok: 2, warn: 0, fail: 1, skipped: 11 });
     assert.match(r.check('table').detail, /public\.telegram_sessions does not exist/);
     assert.match(r.check('table').remedy ?? '', /^tsm migrate up/);
     assert.equal(r.check('columns.required').remedy, null, 'skipped checks have no remedy');
@@ -167,7 +168,7 @@ describe('tsm doctor: schema states', () => {
     assert.match(c.detail, /\bracy\b/);
     assert.equal(c.severity, 'fail');
     assert.match(c.remedy ?? '', /tsm migrate up --schema racy/);
-    assert.deepEqual(r.report.summary, { ok: 11, warn: 1, fail: 0, skipped: 1 });
+    assert.deepEqual(r.report.summary, { ok: 12, warn: 1, fail: 0, skipped: 1 });
 
     const strict = await doctor(db.url, ['--schema', 'racy', '--fail-on', 'warn']);
     assert.equal(strict.code, 1);

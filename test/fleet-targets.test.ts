@@ -120,6 +120,7 @@ describe('fleet targets from the command line', () => {
       [['doctor', '--targets', '/nonexistent/targets.txt'], /--targets: cannot read \/nonexistent\/targets\.txt: no such file/],
       [['doctor', '--targets', file, '--explain', 'table'], /--explain needs no database/],
       [['test-write', '--targets', file, '--metrics-file', '/tmp/x.prom'], /--metrics-file cannot be combined with --targets/],
+      [['doctor', '--targets', file, '--metrics-file', '/tmp/x.prom'], /--metrics-file cannot be combined with --targets/],
       [['migrate', 'up', '--targets', file, '--connection-budget', '2'], /--connection-budget 2 is below what one migrate up target holds \(3 connections\)/],
       [['migrate', 'up', '--targets', file, '--parallel', '0'], /--parallel: 0 is out of range/],
       [['migrate', 'up', '--targets', file, '--on-error', 'maybe'], /./],

@@ -3,7 +3,15 @@
 // `tsm migrate up` runs on a 1,000,000-row pre-fix telegram_sessions, against the same load
 // while a plain `CREATE UNIQUE INDEX` (no CONCURRENTLY) runs.
 //
-//   npm ci && node bench/migrate-under-load/run.mjs [--rounds N] [--rows N] [--writers N] [--keep]
+//   npm ci && node bench/migrate-under-load/run.mjs [--rounds N] [--rows N] [--writers N] [--rebuild] [--drop]
+//   node bench/migrate-under-load/run.mjs --partitioned [--partitions 8]    # the partitioned variant
+//   node bench/migrate-under-load/run.mjs [--partitioned] --quick           # 100,000 rows, 1 round: a smoke run
+//
+// --partitioned: telegram_sessions PARTITION BY HASH (user_id) with 8 partitions (no primary key:
+// a unique index there must contain user_id; a non-unique index on id instead). tsm builds the
+// unique index ON ONLY the parent, CONCURRENTLY per partition, then attaches each; the baseline is a
+// plain `CREATE UNIQUE INDEX` on the parent, which builds every partition's index under a SHARE lock.
+// The writers' UPDATEs name the row's user_id too (partition pruning), as an application does.
 //
 // Server: $TSM_BENCH_DATABASE_URL (a superuser URL), else the machine's postgres://postgres@127.0.0.1:5432/postgres.
 // It builds a template database once (tsm_bench_migrate_tpl: the incident's pre-fix table, no
@@ -19,6 +27,7 @@
 // counts for that variant. The "longest stall" is the slowest single write in that window.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 
@@ -28,14 +37,17 @@ const opt = (name, dflt) => {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
-const ROUNDS = opt('--rounds', 3);
-const ROWS = opt('--rows', 1_000_000);
+const QUICK = args.includes('--quick');
+const PARTITIONED = args.includes('--partitioned');
+const PARTITIONS = opt('--partitions', 8);
+const ROUNDS = opt('--rounds', QUICK ? 1 : 3);
+const ROWS = opt('--rows', QUICK ? 100_000 : 1_000_000);
 const WRITERS = opt('--writers', 8);
 const SESSION_LENGTH = 800;
 const SETTLE_MS = 3000; // load before and after the DDL
-const TPL = 'tsm_bench_migrate_tpl';
-const RUN_DB = 'tsm_bench_migrate_run';
-const LAYOUT = `v1 rows=${ROWS} len=${SESSION_LENGTH}`;
+const TPL = PARTITIONED ? 'tsm_bench_migrate_part_tpl' : 'tsm_bench_migrate_tpl';
+const RUN_DB = PARTITIONED ? 'tsm_bench_migrate_part_run' : 'tsm_bench_migrate_run';
+const LAYOUT = `v1 rows=${ROWS} len=${SESSION_LENGTH}${PARTITIONED ? ` hash(user_id) partitions=${PARTITIONS}` : ''}`;
 
 const server = process.env.TSM_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const urlOf = (db) => {
@@ -79,7 +91,8 @@ async function buildTemplate() {
   });
   const { preFixSchema } = await import(join(root, 'dist/test/helpers/fixtures.js'));
   await withClient(urlOf(TPL), async (c) => {
-    await c.query(preFixSchema('public'));
+    if (PARTITIONED) await c.query(partitionedPreFix());
+    else await c.query(preFixSchema('public'));
     await c.query(
       `INSERT INTO public.telegram_sessions (tenant_id, user_id, session_string_enc, key_id, status, created_at, updated_at)
        SELECT 'tenant-' || (g % 50), (100000000 + g)::text,
@@ -92,6 +105,27 @@ async function buildTemplate() {
     await c.query('VACUUM ANALYZE public.telegram_sessions');
   });
   log(`  built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+/** The pre-fix table partitioned by HASH (user_id); an index on id (not unique: it could not be) for the writers' updates. */
+function partitionedPreFix() {
+  const parts = Array.from(
+    { length: PARTITIONS },
+    (_, i) => `CREATE TABLE public.telegram_sessions_p${i} PARTITION OF public.telegram_sessions FOR VALUES WITH (MODULUS ${PARTITIONS}, REMAINDER ${i});`,
+  );
+  return `
+CREATE TABLE public.telegram_sessions (
+  id                 uuid NOT NULL DEFAULT gen_random_uuid(),
+  tenant_id          varchar(255) NOT NULL,
+  user_id            varchar(255),
+  session_string_enc text,
+  key_id             varchar(64),
+  status             varchar(20) NOT NULL DEFAULT 'pending',
+  created_at         timestamptz NOT NULL DEFAULT now(),
+  updated_at         timestamptz NOT NULL DEFAULT now()
+) PARTITION BY HASH (user_id);
+${parts.join('\n')}
+CREATE INDEX telegram_sessions_id ON public.telegram_sessions (id);`;
 }
 
 async function freshRunDb() {
@@ -123,8 +157,12 @@ async function startWriters(url, sampleIds) {
       const t = performance.now();
       try {
         if (Math.random() < 0.8) {
-          const id = sampleIds[Math.floor(Math.random() * sampleIds.length)];
-          await c.query('UPDATE public.telegram_sessions SET session_string_enc = $1, updated_at = now() WHERE id = $2', [session(seq), id]);
+          const { id, user_id } = sampleIds[Math.floor(Math.random() * sampleIds.length)];
+          if (PARTITIONED) {
+            await c.query('UPDATE public.telegram_sessions SET session_string_enc = $1, updated_at = now() WHERE id = $2 AND user_id = $3', [session(seq), id, user_id]);
+          } else {
+            await c.query('UPDATE public.telegram_sessions SET session_string_enc = $1, updated_at = now() WHERE id = $2', [session(seq), id]);
+          }
         } else {
           await c.query(
             `INSERT INTO public.telegram_sessions (tenant_id, user_id, session_string_enc, key_id, status) VALUES ('tenant-bench', $1, $2, 'k1', 'active')`,
@@ -181,7 +219,7 @@ async function runVariant(variant) {
   await freshRunDb();
   const url = urlOf(RUN_DB);
   const sampleIds = await withClient(url, async (c) =>
-    (await c.query('SELECT id FROM public.telegram_sessions TABLESAMPLE SYSTEM (2) LIMIT 20000')).rows.map((r) => r.id),
+    (await c.query('SELECT id, user_id FROM public.telegram_sessions TABLESAMPLE SYSTEM (2) LIMIT 20000')).rows,
   );
   const stop = await startWriters(url, sampleIds);
   await sleep(SETTLE_MS);
@@ -203,6 +241,9 @@ async function runVariant(variant) {
 
 const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
 
+const load = () => loadavg().map((x) => Math.round(x * 100) / 100);
+const loadBefore = load();
+log(`layout: ${LAYOUT}; load average ${loadBefore.join(' ')}`);
 if (!(await templateReady()) || args.includes('--rebuild')) await buildTemplate();
 const results = [];
 for (let round = 1; round <= ROUNDS; round++) {
@@ -224,14 +265,26 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const tsmMax = median(results.filter((r) => r.variant === 'tsm').map((r) => r.during.max));
 const plainMax = median(results.filter((r) => r.variant === 'plain').map((r) => r.during.max));
 const ratio = tsmMax / plainMax;
+// Rounds alternate which variant goes first; each round's pair gives one ratio.
+const pairRatios = [];
+for (let i = 0; i + 1 < results.length; i += 2) {
+  const [a, b] = [results[i], results[i + 1]];
+  const t = a.variant === 'tsm' ? a : b;
+  const p = a.variant === 'tsm' ? b : a;
+  pairRatios.push(Math.round((t.during.max / p.during.max) * 1000) / 1000);
+}
 console.log(
   JSON.stringify(
     {
+      layout: PARTITIONED ? `partitioned: HASH (user_id), ${PARTITIONS} partitions` : 'plain table',
       rows: ROWS,
       writers: WRITERS,
       rounds: ROUNDS,
+      load_average: { before: loadBefore, after: load() },
       median_longest_stall_ms: { tsm_migrate_up: Math.round(tsmMax * 10) / 10, plain_create_unique_index: Math.round(plainMax * 10) / 10 },
       ratio: Math.round(ratio * 1000) / 1000,
+      pair_ratios: pairRatios,
+      median_pair_ratio: median(pairRatios),
       target_met: ratio < 0.1,
       runs: results.map((r) => ({ variant: r.variant, ddl_ms: r.ddl_ms, during: r.during, before_max_ms: r.base.max, errors: r.errors.length })),
     },

@@ -25,14 +25,15 @@ export interface ServerState {
   versionNum: number;
 }
 
-/** One round trip, read-only. */
-export async function readServerState(client: Client): Promise<ServerState> {
-  const r = await client.query<{ in_recovery: boolean; read_only: string; pid: number; version: number }>(
-    `SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
+/** What readServerState runs (doctor's --explain shows it). */
+export const SERVER_STATE_SQL = `SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
             pg_catalog.current_setting('default_transaction_read_only') AS read_only,
             pg_catalog.pg_backend_pid() AS pid,
-            pg_catalog.current_setting('server_version_num')::int AS version`,
-  );
+            pg_catalog.current_setting('server_version_num')::int AS version`;
+
+/** One round trip, read-only. */
+export async function readServerState(client: Client): Promise<ServerState> {
+  const r = await client.query<{ in_recovery: boolean; read_only: string; pid: number; version: number }>(SERVER_STATE_SQL);
   const row = r.rows[0]!;
   const announced = (client as unknown as { processID?: number | null }).processID;
   return {

@@ -11,6 +11,7 @@ import { indexOnConflict } from './checks/index-on-conflict.js';
 import { indexUserIdUnique } from './checks/index-user-id-unique.js';
 import { migrations } from './checks/migrations.js';
 import { privileges } from './checks/privileges.js';
+import { serverWritable } from './checks/server-writable.js';
 import { table } from './checks/table.js';
 import type { Check } from './types.js';
 
@@ -28,6 +29,7 @@ export const CHECKS: readonly Check[] = [
   functionUpsert,
   privileges,
   migrations,
+  serverWritable,
 ];
 
 export const CHECK_IDS: readonly string[] = CHECKS.map((c) => c.id);

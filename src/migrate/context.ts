@@ -29,6 +29,30 @@ export interface MigrationContext {
   note(text: string): void;
   /** A tsm command line to suggest, e.g. command('dedupe') → `tsm dedupe --schema 'it'\''s'`. */
   command(args: string): string;
+  /**
+   * `--dry-run`: `pgm.db.query` records instead of running, so a migration that reads the
+   * catalog back after its own direct statements must not expect to see their effect.
+   */
+  readonly dryRun?: boolean;
+}
+
+/**
+ * A migration's refusal that carries a stable code for the `--json` error document (e.g.
+ * `partition_key`) and what the migration knew. Migrations stay self-contained: they throw
+ * `Object.assign(new Error(message), { refusal: { code, data } })`; tsm reads it with refusalOf().
+ */
+export interface MigrationRefusal {
+  code: string;
+  data?: Record<string, unknown>;
+}
+
+/** The refusal details of an error a migration threw (or undefined): for FailError's `{ code, data }`. */
+export function refusalOf(err: unknown): MigrationRefusal | undefined {
+  const r = err !== null && typeof err === 'object' ? (err as { refusal?: unknown }).refusal : undefined;
+  if (r === null || typeof r !== 'object') return undefined;
+  const { code, data } = r as { code?: unknown; data?: unknown };
+  if (typeof code !== 'string' || !/^[a-z][a-z0-9_]*$/.test(code)) return undefined;
+  return data !== null && typeof data === 'object' && !Array.isArray(data) ? { code, data: data as Record<string, unknown> } : { code };
 }
 
 export type MigrationAction = (pgm: MigrationBuilder, ...rest: [MigrationContext?]) => Promise<void> | void;
@@ -42,14 +66,22 @@ export interface MigrationModule {
   preflight?: (db: ReadDb, schema: string, ctx?: MigrationContext) => Promise<void>;
 }
 
+export interface ContextOptions {
+  /** Called with each note as the migration makes it (a long migration's steps, shown live). */
+  onNote?: (text: string) => void;
+  dryRun?: boolean;
+}
+
 /** A context whose notes land in `notes`. */
-export function migrationContext(schema: string, notes: string[]): MigrationContext {
+export function migrationContext(schema: string, notes: string[], opts: ContextOptions = {}): MigrationContext {
   return {
     schema,
     note: (text: string) => {
       notes.push(String(text));
+      opts.onNote?.(String(text));
     },
     command: (args: string) => tsmCommand(schema, args),
+    dryRun: opts.dryRun === true,
   };
 }
 

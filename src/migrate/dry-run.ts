@@ -30,6 +30,8 @@ export interface PlannedMigration {
   sql: string[];
   /** What the migration decided, as `migrate up` would report it (data, never sent). */
   notes: string[];
+  /** For each note, the index in `sql` of the statement it explains (sql.length: after the last). */
+  note_before: number[];
   /** Why the real run would stop here (its preflight check), or null. */
   would_stop: string | null;
 }
@@ -97,7 +99,7 @@ export async function planUp(env: MigrateEnv, opts: DryRunOptions): Promise<DryR
     const loaded = await loadSteps(files, plan.toRun);
     for (const step of loaded.steps) result.migrations.push(await planOne(session, step, opts));
     if (loaded.failed !== null) {
-      result.migrations.push({ name: loaded.failed.file.name, transaction: true, sql: [], notes: [], would_stop: loadFailure(loaded.failed) });
+      result.migrations.push({ name: loaded.failed.file.name, transaction: true, sql: [], notes: [], note_before: [], would_stop: loadFailure(loaded.failed) });
     }
     const stop = result.migrations.find((m) => m.would_stop !== null);
     if (stop && result.refusal === null) result.refusal = `${stop.name}: ${stop.would_stop}`;
@@ -118,7 +120,7 @@ function show(s: Statement): string {
 
 async function planOne(session: MigrateSession, step: LoadedStep, opts: DryRunOptions): Promise<PlannedMigration> {
   const { file, mod } = step;
-  const planned: PlannedMigration = { name: file.name, transaction: true, sql: [], notes: [], would_stop: null };
+  const planned: PlannedMigration = { name: file.name, transaction: true, sql: [], notes: [], note_before: [], would_stop: null };
   try {
     await session.inTransaction(true, async () => {
       const read = session.readDb();
@@ -139,13 +141,43 @@ async function planOne(session: MigrateSession, step: LoadedStep, opts: DryRunOp
         },
         select: read.select,
       };
-      const built = await buildMigration(mod, 'up', file.name, recording, migrationContext(session.schema, planned.notes), step.shorthands);
+      // Each note is shown just before the statement it precedes: record how many direct
+      // statements (those a migration runs while it is built) came before it.
+      const directBefore: number[] = [];
+      const onNote = (): void => void directBefore.push(direct.length);
+      const built = await buildMigration(mod, 'up', file.name, recording, migrationContext(session.schema, planned.notes, { onNote, dryRun: true }), step.shorthands);
       planned.transaction = built.transaction;
-      planned.sql = planScript(session.schema, built, direct, 'up', file, opts.lockTimeoutMs, opts.indexLockTimeoutMs).map(show);
+      const script = planScript(session.schema, built, direct, 'up', file, opts.lockTimeoutMs, opts.indexLockTimeoutMs);
+      planned.sql = script.map(show);
+      planned.note_before = directBefore.map((d) => scriptIndexOfDirect(script, direct, d));
     });
   } catch (err) {
     if (err instanceof Interrupted) throw err;
     planned.would_stop = errorText(err);
   }
   return planned;
+}
+
+/**
+ * Where the `d`-th direct statement starts in the planned script (its length when `d` is past the
+ * last): a direct statement may be wrapped by the timeouts tsm sets around it, so positions are
+ * found by text, in order.
+ */
+function scriptIndexOfDirect(script: Statement[], direct: string[], d: number): number {
+  let from = 0;
+  for (let i = 0; i <= d && i < direct.length; i++) {
+    const at = script.findIndex((s, k) => k >= from && s.text === direct[i]);
+    if (at < 0) return script.length;
+    if (i === d) {
+      // Settings tsm sends just before the statement belong to it: the note goes before them.
+      let start = at;
+      while (start > from && /^(SET|RESET) /.test(script[start - 1]!.text)) start--;
+      return start;
+    }
+    from = at + 1;
+  }
+  // After every direct statement: before what follows the last one (its RESETs belong to it).
+  let end = from;
+  while (end < script.length && /^RESET /.test(script[end]!.text)) end++;
+  return direct.length === 0 ? 0 : end;
 }

@@ -25,7 +25,7 @@ import { shownName } from '../db/ident.js';
 import { classifyError } from '../db/classify.js';
 import { FailError, TsmError } from '../errors.js';
 import { tsmCommand } from '../report/shell.js';
-import { migrationContext, oneLine } from './context.js';
+import { migrationContext, oneLine, refusalOf } from './context.js';
 import { listMigrations, resolveDir } from './files.js';
 import type { HistoryState } from './history.js';
 import { Interrupted, fmtMs, isLockFailure } from './lock.js';
@@ -128,7 +128,7 @@ export async function runMigrations(env: MigrateEnv, opts: RunOptions): Promise<
             await step.mod.preflight(db, schema, migrationContext(schema, []));
           } catch (err) {
             if (err instanceof Interrupted || env.signal?.aborted) throw err;
-            throw new FailError(`${step.file.name}: ${errorText(err)}; ${nothing}`, { code: 'preflight' });
+            throw new FailError(`${step.file.name}: ${errorText(err)}; ${nothing}`, refusalOf(err) ?? { code: 'preflight' });
           }
         }
       });
@@ -142,9 +142,10 @@ export async function runMigrations(env: MigrateEnv, opts: RunOptions): Promise<
         result.steps.push(await session.apply(step, opts.direction));
       } catch (err) {
         if (env.signal?.aborted || err instanceof TsmError) throw err;
+        const refusal = refusalOf(err);
         throw new FailError(await failureMessage(session, opts, result, step.file.name, err, Date.now() - started), {
-          code: 'migration_failed',
-          data: { applied: result.steps.map((s) => s.name), failed: step.file.name },
+          code: refusal?.code ?? 'migration_failed',
+          data: { ...refusal?.data, applied: result.steps.map((s) => s.name), failed: step.file.name },
         });
       }
       current = null;

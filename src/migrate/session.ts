@@ -49,6 +49,7 @@ import { Interrupted, acquireLock, fmtMs, isLockFailure, lockRetryPolicy, releas
 
 export { Interrupted } from './lock.js';
 import { RESET_SESSION, readServerTimeouts, setLocal, setSession, type ServerTimeouts } from './timeouts.js';
+import { backendPid, isIndexBuild, withIndexProgress, type IndexProgressListener } from './progress.js';
 
 /** What the migrate engine needs from its caller (the CLI passes its context; an application its own). */
 export interface MigrateEnv {
@@ -60,6 +61,10 @@ export interface MigrateEnv {
   log(line: string): void;
   /** Aborted on Ctrl-C: the running statement is cancelled on the server, nothing new starts. */
   readonly signal?: AbortSignal;
+  /** When set, index builds report their progress here (progress.ts; the CLI: only on a TTY). */
+  progress?: IndexProgressListener;
+  /** Between progress polls (default 1000 ms). */
+  progressIntervalMs?: number;
 }
 
 export interface SessionOptions {
@@ -189,6 +194,8 @@ export class MigrateSession {
     // someone else's statement by now); there tsm only reads (a dry run) and simply stops.
     if (this.busy && this.server.pooling !== 'transaction') this.cancelling ??= this.cancelLoop();
   };
+  /** This session's backend pid (asked once, for index-build progress). */
+  private pid: number | undefined;
 
   private constructor(
     readonly env: MigrateEnv,
@@ -267,12 +274,20 @@ export class MigrateSession {
    * --index-lock-timeout (then the session's lock_timeout is tsm's again); its errors are marked so
    * that a lock timeout is named with that option and not retried (it already waited long).
    */
+  /** Runs an index build, reporting its progress when the caller asked for it (progress.ts). */
+  private async watched<T>(text: string, run: () => Promise<T>): Promise<T> {
+    const listener = this.env.progress;
+    if (!listener || !isIndexBuild(text)) return run();
+    this.pid ??= await backendPid(this.client);
+    return withIndexProgress({ connect: () => this.env.connect(), pid: this.pid, listener, intervalMs: this.env.progressIntervalMs }, run);
+  }
+
   private async statement(text: string, values?: unknown[]): Promise<QueryResult> {
     if (!isConcurrentIndexStatement(text)) return this.query(text, values);
     const [before, , after] = aroundConcurrent(text, this.opts.lockTimeoutMs, this.opts.indexLockTimeoutMs);
     await this.query(before!.text);
     try {
-      return await this.query(text, values);
+      return await this.watched(text, () => this.query(text, values));
     } catch (err) {
       if (err !== null && typeof err === 'object') Object.assign(err, { tsmConcurrent: true, tsmLockTimeoutMs: this.opts.indexLockTimeoutMs });
       throw err;
@@ -446,7 +461,9 @@ export class MigrateSession {
       this.phase = 'outside';
       try {
         await this.setSessionTimeouts();
-        const built = await buildMigration(step.mod, direction, name, db, migrationContext(this.schema, notes), step.shorthands);
+        // Notes are shown as they are made: a long migration's steps appear while it runs.
+        const onNote = (n: string): void => this.env.log(`tsm migrate:   ${oneLine(n)}`);
+        const built = await buildMigration(step.mod, direction, name, db, migrationContext(this.schema, notes, { onNote }), step.shorthands);
         const mark = markSql(this.schema, direction, name, step.file.checksum);
         const body = built.statements;
         if (built.transaction) {
@@ -468,7 +485,6 @@ export class MigrateSession {
       }
     });
     this.phase = null;
-    for (const n of notes) this.env.log(`tsm migrate:   ${oneLine(n)}`);
     return { name, ms: Date.now() - started, attempts, notes };
   }
 
@@ -521,13 +537,19 @@ export class MigrateSession {
     return r.rows;
   }
 
-  /** INVALID indexes on the table that no build is working on (left by a failed concurrent build). */
+  /**
+   * INVALID indexes on the table, or on its partitions, that no build is working on (left by a
+   * failed concurrent build). A partitioned index that is INVALID because not every partition's
+   * index is attached yet is not one of them: the next `up` completes it.
+   */
   async invalidLeftovers(table = 'telegram_sessions'): Promise<string[]> {
     const r = await this.client.query<{ name: string }>(
       `SELECT ic.relname::text AS name
          FROM pg_catalog.pg_index i
          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-        WHERE i.indrelid = pg_catalog.to_regclass($1::text) AND NOT i.indisvalid
+        WHERE (i.indrelid = pg_catalog.to_regclass($1::text)
+               OR i.indrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass($1::text)) t))
+          AND ic.relkind = 'i' AND NOT i.indisvalid
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)
         ORDER BY 1`,
       [qualify(this.schema, table)],

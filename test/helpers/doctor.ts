@@ -9,14 +9,18 @@ export interface DoctorCheck {
   severity: 'fail' | 'warn';
   detail: string;
   remedy: string | null;
+  exact: boolean;
 }
 
 export interface DoctorJson {
+  ok: boolean;
   database: string;
   server_version: string;
   schema: string;
+  data: { mode: 'budget' | 'exact' | 'estimate'; max_exact_rows: number; timeout_ms: number };
   checks: DoctorCheck[];
   summary: { ok: number; warn: number; fail: number; skipped: number };
+  duration_seconds: number;
 }
 
 export interface DoctorRun extends RunResult {
@@ -40,6 +44,7 @@ export const ALL_IDS = [
   'function.upsert',
   'privileges',
   'migrations',
+  'server.writable',
 ];
 
 export async function doctor(url: string, extra: string[] = []): Promise<DoctorRun> {
@@ -76,4 +81,72 @@ export function remedySql(remedy: string | null): string[] {
     .split('\n')
     .filter((l) => l.startsWith('  ') && !l.trimStart().startsWith('--'))
     .map((l) => l.trim());
+}
+
+const q = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
+
+/** The columns of the fixed telegram_sessions, without a primary key (a partitioned table's key must contain the partition key). */
+const COLUMNS = `
+  id                 uuid NOT NULL DEFAULT gen_random_uuid(),
+  tenant_id          varchar(255) NOT NULL,
+  user_id            varchar(255),
+  session_string_enc text,
+  key_id             varchar(64),
+  status             varchar(20) NOT NULL DEFAULT 'pending',
+  auth_error         text,
+  error_details      text,
+  created_at         timestamptz NOT NULL DEFAULT now(),
+  updated_at         timestamptz NOT NULL DEFAULT now()`;
+
+/**
+ * A partitioned telegram_sessions written by hand (no unique index, no function):
+ * - `hash`: PARTITION BY HASH (user_id), `partitions` partitions named telegram_sessions_p<i>;
+ * - `list`: PARTITION BY LIST (user_id): p0 ('a'…'m' first letters as values are not possible, so
+ *   explicit values '1','2','3'), and a DEFAULT partition;
+ * - `range`: PARTITION BY RANGE (created_at), two yearly partitions and a default.
+ * `names` overrides partition names (index i → name).
+ */
+export function partitionedTable(schema: string, by: 'hash' | 'list' | 'range', opts: { partitions?: number; names?: string[] } = {}): string {
+  const s = q(schema);
+  const t = `${s}.telegram_sessions`;
+  const n = opts.partitions ?? 4;
+  const name = (i: number): string => `${s}.${q(opts.names?.[i] ?? `telegram_sessions_p${i}`)}`;
+  const head = `CREATE SCHEMA IF NOT EXISTS ${s};\n`;
+  if (by === 'hash') {
+    return (
+      head +
+      `CREATE TABLE ${t} (${COLUMNS}) PARTITION BY HASH (user_id);\n` +
+      Array.from({ length: n }, (_, i) => `CREATE TABLE ${name(i)} PARTITION OF ${t} FOR VALUES WITH (MODULUS ${n}, REMAINDER ${i});`).join('\n')
+    );
+  }
+  if (by === 'list') {
+    return (
+      head +
+      `CREATE TABLE ${t} (${COLUMNS}) PARTITION BY LIST (user_id);\n` +
+      `CREATE TABLE ${name(0)} PARTITION OF ${t} FOR VALUES IN ('1', '2', '3');\n` +
+      `CREATE TABLE ${name(1)} PARTITION OF ${t} DEFAULT;`
+    );
+  }
+  return (
+    head +
+    `CREATE TABLE ${t} (${COLUMNS}) PARTITION BY RANGE (created_at);\n` +
+    `CREATE TABLE ${name(0)} PARTITION OF ${t} FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n` +
+    `CREATE TABLE ${name(1)} PARTITION OF ${t} DEFAULT;`
+  );
+}
+
+/**
+ * The remedy block of `check` in doctor's human output, as a user would copy it: the indented SQL
+ * lines under "or by hand:" / "run…:", with the output's indentation removed (comments dropped).
+ */
+export function pastedRemedySql(humanOutput: string, check: string): string[] {
+  const lines = humanOutput.split('\n');
+  const start = lines.findIndex((l) => new RegExp(`^\\S+\\s+${check.replace(/\./g, '\\.')}: `).test(l));
+  assert.ok(start >= 0, `no remedy block for ${check} in:\n${humanOutput}`);
+  const out: string[] = [];
+  for (let i = start + 1; i < lines.length && lines[i] !== ''; i++) {
+    const l = lines[i]!;
+    if (l.startsWith('        ') && !l.trimStart().startsWith('--')) out.push(l.slice(8));
+  }
+  return out;
 }

@@ -90,6 +90,9 @@ export const PROFILES: Record<FleetCommand, FleetProfile> = {
     prepare(args) {
       const o = parseDoctorOptions(args);
       if (o.explain !== undefined) throw new UsageError('--explain needs no database: it cannot be combined with --targets or --targets-like');
+      if (o.metricsPath !== undefined) {
+        throw new UsageError('--metrics-file cannot be combined with --targets or --targets-like (every target would overwrite the same file)');
+      }
       // One connection; a second, briefly, where a pooler is probed.
       return { weight: 2 };
     },

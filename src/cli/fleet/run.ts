@@ -25,6 +25,7 @@ import { runFleet, type FleetRun, type FleetTarget, type OnError, type TargetOut
 import { parseTargetFile, withDatabase } from '../../fleet/targets.js';
 import { parseChoice, parseIntStrict } from '../../parse.js';
 import { makeContext, type CommandResult, type Context } from '../context.js';
+import type { Cleanups } from '../cleanup.js';
 import { errorDocument } from '../error-document.js';
 import { defaultOf, GLOBAL_OPTIONS, optionValue, type CommandArgs, type RawOptions } from '../options.js';
 import type { Loader } from '../program.js';
@@ -272,15 +273,20 @@ export async function runFleetCommand(command: FleetCommand, load: Loader, ctx: 
       return { exitCode: err.exitCode, result: errorDocument(err), summary: shorter(err.message, t) };
     }
     const globals: GlobalOptions = { databaseUrl: t.conn, schema: ctx.schema, json: ctx.json, color: ctx.color, ...timeoutGlobal };
-    const tctx = makeContext(globals, { cleanups: ctx.cleanups, env: t.env, log: (line) => progress.log(`[${t.name}] ${line}`) });
+    // The target's cleanups run on the fleet's stack, but what they say belongs to the target's own
+    // line (its summary), not to the fleet's final line.
+    const notes: string[] = [];
+    const cleanups = scopedCleanups(ctx.cleanups, (note) => notes.push(note));
+    const tctx = makeContext(globals, { cleanups, env: t.env, log: (line) => progress.log(`[${t.name}] ${line}`) });
     try {
       const mod = await load();
       const r = await mod.run(tctx, { positional: args.positional, options: targetOptions(t) });
       return { exitCode: r.exitCode, result: r.data, summary: profile.summarize(r.data, r.exitCode) };
     } catch (err) {
-      // Stopped by Ctrl-C with no word of its own (an abort): say so; a typed error says what it left.
-      if (ctx.signal.aborted && !(err instanceof TsmError)) {
-        return { exitCode: 130, result: { ok: false, error: { code: 'interrupted', message: 'interrupted' } }, summary: 'interrupted' };
+      // Stopped by Ctrl-C: exit 130 like the command alone; its own account of what it left, if any.
+      if (ctx.signal.aborted && (!(err instanceof TsmError) || err.code === 'interrupted')) {
+        const said = err instanceof TsmError ? err.message : (notes[0] ?? 'interrupted');
+        return { exitCode: 130, result: { ok: false, error: { code: 'interrupted', message: said } }, summary: shorter(said, t) };
       }
       const doc = errorDocument(err);
       return { exitCode: err instanceof TsmError ? err.exitCode : EXIT.failed, result: doc, summary: shorter(doc.error.message, t) };
@@ -346,4 +352,27 @@ export async function runFleetCommand(command: FleetCommand, load: Loader, ctx: 
 
   const data = fleetDocument(run);
   return { exitCode: run.ok ? EXIT.ok : EXIT.failed, data, render: (style) => renderFleet(command, ctx.schema, run, style, terminalWidth()) };
+}
+
+/**
+ * A target's view of the fleet's cleanup stack: the same signal, entries on the same stack (so a
+ * signal runs them first, before the fleet's own report), but each entry's note goes to `onNote`
+ * (the target's summary) instead of into the fleet's final line.
+ */
+function scopedCleanups(parent: Cleanups, onNote: (note: string) => void): Cleanups {
+  const keep = (note: string | void): undefined => {
+    if (typeof note === 'string' && note !== '') onNote(note);
+    return undefined;
+  };
+  return {
+    signal: parent.signal,
+    received: () => parent.received(),
+    push: (entry) =>
+      parent.push({
+        what: entry.what,
+        run: async () => keep(await entry.run()),
+        ...(entry.emergency ? { emergency: async () => keep(await entry.emergency!()) } : {}),
+        ...(entry.emergencyWhat !== undefined ? { emergencyWhat: entry.emergencyWhat } : {}),
+      }),
+  };
 }

@@ -1,5 +1,6 @@
 import type { CatalogCheck } from '../types.js';
-import { TABLE, remedyText, tableRef, tsmCommand } from '../util.js';
+import { TABLE, remedyText, tableRef } from '../util.js';
+import { tsmCommand } from '../../report/shell.js';
 
 const DIAGNOSTIC = ['auth_error', 'error_details'];
 
@@ -15,7 +16,12 @@ export const columnsDiagnostics: CatalogCheck<DiagnosticColumnRow> = {
   severity: 'fail',
   kind: 'catalog',
   requires: ['table'],
-  looksAt: 'pg_attribute of telegram_sessions: the columns auth_error and error_details.',
+  example: {
+    bad: '-- telegram_sessions without auth_error / error_details: a failed save leaves no trace in the row',
+    good: 'ALTER TABLE public.telegram_sessions ADD COLUMN IF NOT EXISTS auth_error text, ADD COLUMN IF NOT EXISTS error_details text;',
+  },
+  looksAt: 'pg_attribute of telegram_sessions: the columns auth_error and error_details.' +
+    ' Partitions have the parent\'s columns and types (PostgreSQL enforces it), so the parent speaks for them.',
   why:
     'They record the classified error code and details of the last failed save, so a failure is ' +
     'visible in the row instead of one opaque database_save_failed. The upsert function writes them.',
@@ -36,14 +42,14 @@ export const columnsDiagnostics: CatalogCheck<DiagnosticColumnRow> = {
       status: 'fail',
       detail: `missing: ${missing.join(', ')}`,
       remedy: remedyText(
-        [tsmCommand(env, 'migrate up')],
+        [tsmCommand(env.schema, 'migrate up')],
         [`ALTER TABLE ${tableRef(env)} ${missing.map((c) => `ADD COLUMN IF NOT EXISTS ${c} text`).join(', ')};`],
       ),
     };
   },
   remedy: (env) =>
     remedyText(
-      [tsmCommand(env, 'migrate up')],
+      [tsmCommand(env.schema, 'migrate up')],
       [`ALTER TABLE ${tableRef(env)} ADD COLUMN IF NOT EXISTS auth_error text, ADD COLUMN IF NOT EXISTS error_details text;`],
     ),
 };

@@ -24,7 +24,12 @@ export const columnsRequired: CatalogCheck<RequiredColumnRow> = {
   severity: 'fail',
   kind: 'catalog',
   requires: ['table'],
-  looksAt: `pg_attribute of telegram_sessions: the columns ${Object.keys(REQUIRED).join(', ')}.`,
+  example: {
+    bad: 'CREATE TABLE public.telegram_sessions (id uuid PRIMARY KEY, session text);   -- no tenant_id, user_id, …',
+    good: 'ALTER TABLE public.telegram_sessions ADD COLUMN IF NOT EXISTS user_id varchar(255);',
+  },
+  looksAt: `pg_attribute of telegram_sessions: the columns ${Object.keys(REQUIRED).join(', ')}.` +
+    ' Partitions have the parent\'s columns and types (PostgreSQL enforces it), so the parent speaks for them.',
   why:
     'The upsert (and every application INSERT) names these columns; a missing one fails every save ' +
     'with SQLSTATE 42703 (missing_column).',

@@ -1,6 +1,7 @@
 import { quoteIdent } from '../../db/ident.js';
 import type { CatalogCheck } from '../types.js';
-import { TABLE, remedyText, tableRef, tsmCommand } from '../util.js';
+import { TABLE, remedyText, tableRef } from '../util.js';
+import { tsmCommand } from '../../report/shell.js';
 
 /** One row per session-like column. */
 export interface SessionColumnRow {
@@ -20,10 +21,15 @@ export const columnsSessionTypes: CatalogCheck<SessionColumnRow> = {
   severity: 'fail',
   kind: 'catalog',
   requires: ['table'],
+  example: {
+    bad: 'ALTER TABLE public.telegram_sessions ALTER COLUMN session_string_enc TYPE varchar(255);   -- an 800-character session fails with 22001',
+    good: 'ALTER TABLE public.telegram_sessions ALTER COLUMN session_string_enc TYPE text;   -- binary-coercible from varchar: no table rewrite',
+  },
   looksAt:
     "Every column of telegram_sessions whose name contains 'session' or 'telethon': its type and, for " +
     'varchar(n) / char(n) (also through a domain), its maximum length n, compared with --min-session-length ' +
-    '(default 4096).',
+    '(default 4096).' +
+    ' Partitions have the parent\'s columns and types (PostgreSQL enforces it), so the parent speaks for them.',
   why:
     'An encrypted Telethon StringSession is several hundred characters (about 800 in the incident) and grows ' +
     'with encryption overhead. A varchar(n) that is too short fails the save with SQLSTATE 22001 ' +
@@ -58,14 +64,14 @@ export const columnsSessionTypes: CatalogCheck<SessionColumnRow> = {
       status: 'fail',
       detail: `${detail} (needs text, or at least ${env.minSessionLength})`,
       remedy: remedyText(
-        [`${tsmCommand(env, 'migrate up')}   (widens varchar session columns to text, no table rewrite)`],
+        [`${tsmCommand(env.schema, 'migrate up')}   (widens varchar session columns to text, no table rewrite)`],
         bad.map((r) => `ALTER TABLE ${tableRef(env)} ALTER COLUMN ${quoteIdent(r.column)} TYPE text;`),
       ),
     };
   },
   remedy: (env) =>
     remedyText(
-      [`${tsmCommand(env, 'migrate up')}   (widens varchar session columns to text, no table rewrite)`],
+      [`${tsmCommand(env.schema, 'migrate up')}   (widens varchar session columns to text, no table rewrite)`],
       [`ALTER TABLE ${tableRef(env)} ALTER COLUMN session_string_enc TYPE text;`],
     ),
 };

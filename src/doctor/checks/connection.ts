@@ -16,6 +16,10 @@ export const connection: CatalogCheck<ConnectionRow> = {
   severity: 'fail',
   kind: 'catalog',
   requires: [],
+  example: {
+    bad: '-- SELECT version();  PostgreSQL 12.19 …',
+    good: '-- SELECT version();  PostgreSQL 15.8 … (13 or later)',
+  },
   looksAt: 'The server version (server_version_num), the role tsm is connected as, and the database.',
   why:
     'tsm and its migrations rely on PostgreSQL 13 or later (gen_random_uuid() built in, ' +

@@ -1,5 +1,6 @@
-import type { CatalogCheck, Outcome, Row } from '../types.js';
-import { FUNCTION, plural, remedyText, tsmCommand } from '../util.js';
+import type { CatalogCheck, Outcome } from '../types.js';
+import { FUNCTION, plural, remedyText } from '../util.js';
+import { tsmCommand } from '../../report/shell.js';
 
 /** upsert_telegram_session(p_tenant_id varchar, p_user_id varchar, p_session_string_enc text, p_key_id varchar,
  *  p_status varchar, p_auth_error text, p_error_details text) RETURNS uuid */
@@ -95,16 +96,32 @@ export function judgeBody(rawBody: string): Outcome {
   return { status: 'warn', detail: 'the body has no INSERT … ON CONFLICT (user_id): cannot confirm it is race-free' };
 }
 
+/** One row per function named upsert_telegram_session in the schema (every overload). */
+export interface FunctionRow {
+  /** regprocedure text, e.g. public.upsert_telegram_session(character varying, …) */
+  signature: string;
+  arg_types: string[];
+  /** pg_get_function_result: `uuid` */
+  returns: string;
+  language: string;
+  /** prokind: f function, p procedure, a aggregate, w window */
+  kind: string;
+  security_definer: boolean;
+  /** proconfig: `search_path=pg_catalog, pg_temp`, … (null when none) */
+  config: string[] | null;
+  body: string | null;
+}
+
 /** The integer-user-id overload tsm installs (0006): p_user_id bigint, calling the text version. */
 export const INTEGER_ARGS = EXPECTED_ARGS.map((t, i) => (i === 1 ? 'bigint' : t));
 
-function hasArgs(r: Row, expected: string[]): boolean {
-  const args = (r.arg_types ?? []) as string[];
+function hasArgs(r: FunctionRow, expected: string[]): boolean {
+  const args = r.arg_types ?? [];
   return args.length === expected.length && args.every((t, i) => t === expected[i]);
 }
 
 /** tsm's bigint overload: same shape with p_user_id bigint, returns uuid, and delegates to the function. */
-function isIntegerOverload(r: Row): boolean {
+function isIntegerOverload(r: FunctionRow): boolean {
   return hasArgs(r, INTEGER_ARGS) && r.kind === 'f' && r.returns === 'uuid' && /\bupsert_telegram_session"?\s*\(/i.test(withoutComments(String(r.body ?? '')));
 }
 
@@ -114,10 +131,10 @@ function isIntegerOverload(r: Row): boolean {
  * search_path is in force inside it, so an object planted in a schema on that path (a
  * `=(varchar, varchar)` operator in public, say) can run as the caller.
  */
-export function hardeningProblems(r: Row): string[] {
+export function hardeningProblems(r: Pick<FunctionRow, 'security_definer' | 'config'>): string[] {
   const problems: string[] = [];
   if (r.security_definer === true) problems.push('SECURITY DEFINER (runs with its owner\'s rights; tsm\'s is SECURITY INVOKER)');
-  const config = Array.isArray(r.config) ? (r.config as unknown[]).map(String) : [];
+  const config = Array.isArray(r.config) ? r.config.map(String) : [];
   const setting = config.find((c) => c.toLowerCase().startsWith('search_path='));
   if (setting === undefined) {
     problems.push("search_path not pinned (objects in a schema on the caller's search_path can run inside it)");
@@ -139,12 +156,16 @@ export function hardeningProblems(r: Row): string[] {
 const HARDEN_SQL = (signature: string): string =>
   `ALTER FUNCTION ${signature} SECURITY INVOKER SET search_path = pg_catalog, pg_temp;   -- only once every table and operator in its body is schema-qualified`;
 
-export const functionUpsert: CatalogCheck = {
+export const functionUpsert: CatalogCheck<FunctionRow> = {
   id: 'function.upsert',
   title: 'Race-free upsert function',
   severity: 'fail',
   kind: 'catalog',
   requires: ['table'],
+  example: {
+    bad: '-- UPDATE … WHERE user_id = p_user_id; IF NOT FOUND THEN INSERT …; END IF;   -- two first saves both INSERT',
+    good: '-- INSERT INTO public.telegram_sessions AS t (…) VALUES (…) ON CONFLICT (user_id) WHERE user_id IS NOT NULL\n--   DO UPDATE SET … WHERE t.tenant_id = EXCLUDED.tenant_id RETURNING id;   (SECURITY INVOKER, SET search_path = pg_catalog, pg_temp)',
+  },
   looksAt:
     `pg_proc: ${FUNCTION} in the schema, its argument types (varchar, varchar, text, varchar, varchar, ` +
     'text, text), its return type (uuid) and its body: INSERT … ON CONFLICT (user_id) with a tenant_id ' +
@@ -203,7 +224,7 @@ export const functionUpsert: CatalogCheck = {
     if (unsafe.length === 0) return verdict;
     const hardening = unsafe.map((u) => `${u.r === match ? '' : `${u.r.signature}: `}${u.problems.join('; ')}`).join('; ');
     const remedy = remedyText(
-      [`${tsmCommand(env, 'migrate up')}   (installs the hardened function: SECURITY INVOKER, search_path pinned, names qualified)`],
+      [`${tsmCommand(env.schema, 'migrate up')}   (installs the hardened function: SECURITY INVOKER, search_path pinned, names qualified)`],
       unsafe.map((u) => HARDEN_SQL(String(u.r.signature))),
     );
     if (verdict.status === 'ok') return { status: 'warn', detail: hardening, remedy };
@@ -211,7 +232,7 @@ export const functionUpsert: CatalogCheck = {
   },
   remedy: (env) =>
     remedyText([
-      `${tsmCommand(env, 'migrate up')}   (installs the race-free INSERT … ON CONFLICT function)`,
-      `${tsmCommand(env, 'migrate up --dry-run')} prints its SQL without changing anything`,
+      `${tsmCommand(env.schema, 'migrate up')}   (installs the race-free INSERT … ON CONFLICT function)`,
+      `${tsmCommand(env.schema, 'migrate up --dry-run')} prints its SQL without changing anything`,
     ]),
 };

@@ -46,10 +46,15 @@ export const privileges: CatalogCheck<PrivilegesRow> = {
   severity: 'fail',
   kind: 'catalog',
   requires: ['table'],
+  example: {
+    bad: 'REVOKE INSERT, UPDATE ON public.telegram_sessions FROM app;   -- every save by app fails with 42501',
+    good: 'GRANT SELECT, INSERT, UPDATE ON public.telegram_sessions TO app;',
+  },
   looksAt:
     'For the role tsm is connected as (run doctor as the application\'s role): USAGE on the schema, SELECT, ' +
     `INSERT and UPDATE on ${TABLE}, and EXECUTE on ${FUNCTION} when it exists ` +
-    '(has_schema_privilege, has_table_privilege, has_function_privilege; grants through roles and PUBLIC count).',
+    '(has_schema_privilege, has_table_privilege, has_function_privilege; grants through roles and PUBLIC count). On a ' +
+    'partitioned table the parent\'s grants are the ones that count: rows reach the partitions through it.',
   why:
     'A save needs all of them; a missing one fails with 42501 (permission_denied), which the incident\'s ' +
     'catch-all reported as database_save_failed. PostgreSQL grants EXECUTE on new functions to PUBLIC, so a ' +

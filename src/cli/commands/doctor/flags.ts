@@ -11,5 +11,13 @@ export const DOCTOR_OPTIONS = {
   explain: { flags: '--explain <check-id>', description: 'what a check looks at, why it matters, and its SQL' },
   minSessionLength: { flags: '--min-session-length <n>', description: 'smallest acceptable varchar(n) for session columns', default: '4096' },
   failOn: { flags: '--fail-on <level>', description: 'exit 1 on failures only, or on warnings too', default: 'fail', choices: FAIL_ON },
+  exact: { flags: '--exact', description: 'data checks count exactly whatever the table size (default: the planner estimate above 1,000,000 rows)' },
+  estimate: { flags: '--estimate', description: 'data checks never read rows: planner statistics only' },
+  dataTimeout: {
+    flags: '--data-timeout <duration>',
+    description: 'time budget of each exact data scan (e.g. 10s, 2m; 0 = none); out of time a check says unknown (warn)',
+    default: '10s',
+  },
+  metricsFile: { flags: '--metrics-file <file>', description: 'write each check status as Prometheus metrics (textfile-collector format, atomic)' },
   ...fleetOptions('continue'),
 } as const satisfies OptionSpecs;

@@ -50,6 +50,14 @@ export function renderReport(report: DoctorReport, style: ChalkInstance, width =
   const s = report.summary;
   const line = summaryLine(s);
   out.push(s.fail > 0 ? style.red(line) : s.warn > 0 ? style.yellow(line) : style.green(line));
+  const inexact = report.checks.filter((c) => !c.exact).map((c) => c.id);
+  if (inexact.length > 0) {
+    out.push(
+      style.dim(
+        `not counted exactly: ${inexact.join(', ')} (planner estimates or unknown, to keep doctor cheap on a big table; --exact counts)`,
+      ),
+    );
+  }
   return out.join('\n');
 }
 
@@ -91,6 +99,12 @@ export function renderExplanation(e: Explanation, style: ChalkInstance, width = 
     '',
     style.bold('SQL') + (params ? `  (${params})` : ''),
     block(e.sql),
+    '',
+    style.bold('Example'),
+    '  bad:',
+    block(block(e.example.bad)),
+    '  good:',
+    block(block(e.example.good)),
     '',
     style.bold('Remedy when not ok'),
     block(e.remedy),

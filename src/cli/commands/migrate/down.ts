@@ -4,6 +4,7 @@ import type { CommandResult, Context } from '../../context.js';
 import { EXIT } from '../../../errors.js';
 import { withInterrupt } from './interrupt.js';
 import { migrateOptions } from './options.js';
+import { migrateEnv } from './progress.js';
 import { renderRun } from './render.js';
 import { runMigrations, type RunResult } from '../../../migrate/run.js';
 
@@ -11,7 +12,7 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
   const o = migrateOptions(args);
   const database = ctx.connection().display;
   const result = await withInterrupt(ctx, () =>
-    runMigrations(ctx, {
+    runMigrations(migrateEnv(ctx), {
       direction: 'down',
       count: o.count ?? 1,
       dir: o.dir,

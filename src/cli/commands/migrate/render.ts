@@ -59,13 +59,18 @@ export function renderDryRun(r: DryRunResult, database: string, o: { lockTimeout
       out.push('', `-- ${m.name}`, `-- would stop here: ${m.would_stop}`);
       continue;
     }
-    out.push(
-      '',
-      `-- ${m.name} (${m.transaction ? 'one transaction, with its tsm_migrations row' : 'no transaction: each statement alone'})`,
-      // Notes are tsm's own comments (never sent); one line each, whatever names they quote.
-      ...m.notes.map((n) => `-- ${oneLine(n)}`),
-      ...m.sql,
-    );
+    out.push('', `-- ${m.name} (${m.transaction ? 'one transaction, with its tsm_migrations row' : 'no transaction: each statement alone'})`);
+    // Notes are tsm's own comments (never sent); one line each, whatever names they quote. Each
+    // stands before the statement it explains (a partitioned index build is shown step by step).
+    m.sql.forEach((sql, i) => {
+      m.notes.forEach((n, k) => {
+        if ((m.note_before[k] ?? 0) === i) out.push(`-- ${oneLine(n)}`);
+      });
+      out.push(sql);
+    });
+    m.notes.forEach((n, k) => {
+      if ((m.note_before[k] ?? 0) >= m.sql.length) out.push(`-- ${oneLine(n)}`);
+    });
   }
   if (r.migrations.length > 1) {
     out.push('', '-- each migration was planned against the database as it is now; one that follows another pending migration may plan differently once that one has run');

@@ -5,6 +5,7 @@ import { EXIT } from '../../../errors.js';
 import { planUp, type DryRunResult } from '../../../migrate/dry-run.js';
 import { withInterrupt } from './interrupt.js';
 import { migrateOptions } from './options.js';
+import { migrateEnv } from './progress.js';
 import { renderDryRun, renderRun } from './render.js';
 import { runMigrations, type RunResult } from '../../../migrate/run.js';
 
@@ -16,7 +17,7 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
     return { exitCode: EXIT.ok, data: plan, render: () => renderDryRun(plan, database, o) };
   }
   const result = await withInterrupt(ctx, () =>
-    runMigrations(ctx, {
+    runMigrations(migrateEnv(ctx), {
       direction: 'up',
       count: o.count,
       dir: o.dir,

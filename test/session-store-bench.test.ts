@@ -55,6 +55,13 @@ describe('tsm bench', () => {
     assert.deepEqual(Object.keys(j.errors), ['missing_upsert_function']);
     assert.equal(j.errors.missing_upsert_function, j.calls);
     assert.equal(j.calls_per_second, 0);
+    // Never a silent code: the SQLSTATE and the server's message come with it.
+    assert.equal(j.error_details.missing_upsert_function.sqlstate, '42883');
+    assert.match(j.error_details.missing_upsert_function.message, /upsert_telegram_session/);
+    const h = await runTsm(['bench', '-d', db.url, '--schema', 'prefix', '--clients', '1', '--duration', '200ms']);
+    assert.equal(h.code, 1);
+    assert.match(h.stdout, /missing_upsert_function: 42883: .*upsert_telegram_session/);
+    assert.match(h.stdout, /remedy: tsm migrate up --schema prefix/);
   });
 
   it('Ctrl-C mid-run: exit 130, its rows removed', async () => {

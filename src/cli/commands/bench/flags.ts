@@ -8,4 +8,5 @@ export const BENCH_OPTIONS = {
   users: { flags: '--users <n>', description: 'distinct user ids to spread upserts over', default: '10000' },
   length: { flags: '--length <n>', description: 'session string length', default: '800' },
   via: { flags: '--via <path>', description: 'function or statement', default: 'function', choices: VIAS },
+  prepare: { flags: '--no-prepare', description: 'unnamed statements only (a transaction-mode pooler; tsm also switches by itself on the first conflict)' },
 } as const satisfies OptionSpecs;

@@ -12,6 +12,8 @@ export interface BenchCommandOptions {
   users: number;
   length: number;
   via: Via;
+  /** false with --no-prepare: unnamed statements from the start. */
+  prepare: boolean;
 }
 
 /** `10` (seconds), or a duration with a unit: `500ms`, `30s`, `2m`. At most one hour. */
@@ -30,5 +32,6 @@ export function parseBenchOptions(args: CommandArgs): BenchCommandOptions {
     users: parseIntStrict('--users', value('users'), 1, 1_000_000),
     length: parseIntStrict('--length', value('length'), 1, MAX_SESSION_LENGTH),
     via: parseChoice('--via', value('via'), VIAS),
+    prepare: args.options.prepare !== false,
   };
 }

@@ -38,13 +38,13 @@ export const OWN_WORK_SETTINGS = { statement_timeout: '300s', lock_timeout: '10s
  * transaction, so nothing is left on a pooled server connection). Rolled back on failure.
  */
 export async function ownWork<T>(db: ClientBase, fn: () => Promise<T>): Promise<T> {
-  await db.query('BEGIN');
+  // One round trip for BEGIN and the settings: no moment idle in a transaction under the role's
+  // idle_in_transaction_session_timeout before tsm's own value is in force. Constants only.
+  await db.query(
+    `BEGIN; SET LOCAL statement_timeout = '${OWN_WORK_SETTINGS.statement_timeout}'; SET LOCAL lock_timeout = '${OWN_WORK_SETTINGS.lock_timeout}'; ` +
+      `SET LOCAL idle_in_transaction_session_timeout = '${OWN_WORK_SETTINGS.idle_in_transaction_session_timeout}'`,
+  );
   try {
-    await db.query(
-      `SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('lock_timeout', $2, true),
-              pg_catalog.set_config('idle_in_transaction_session_timeout', $3, true)`,
-      [OWN_WORK_SETTINGS.statement_timeout, OWN_WORK_SETTINGS.lock_timeout, OWN_WORK_SETTINGS.idle_in_transaction_session_timeout],
-    );
     const r = await fn();
     await db.query('COMMIT');
     return r;

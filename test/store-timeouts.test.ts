@@ -38,13 +38,15 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 describe('a server that accepts and never answers (blackhole)', () => {
   it('its own pool: connection_error within the connect timeout, every attempt bounded', async () => {
     const hole = await startBlackhole();
-    const s = store({ connectionString: hole.url(), connectTimeoutMs: 400, saveTimeoutMs: 3000, retry: { attempts: 2, baseDelayMs: 10 } });
+    const s = store({ connectionString: hole.url(), connectTimeoutMs: 400, saveTimeoutMs: 3000, retry: { attempts: 2, baseDelayMs: 10 }, poolConfig: { max: 1 } });
     const [r, ms] = await timed(() => s.save(input('hole-1')));
     assert.equal(r.ok, false);
     const f = r as SaveFailure;
     assert.deepEqual([f.code, f.retryable, f.attempts], ['connection_error', true, 2], f.details);
     // Two attempts of 400 ms and a short pause; generous upper margin for a loaded machine.
     assert.ok(ms >= 700 && ms < 2900, `took ${Math.round(ms)} ms`);
+    // The pool's one slot was freed by the first timeout: the second attempt opened a new connection.
+    await waitFor('the second attempt reaching the blackhole', () => hole.accepted === 2);
   });
 
   it("the save's deadline wins over a longer connect timeout", async () => {

@@ -18,7 +18,7 @@ export function settingMs(value: string): number {
 function resetHint(name: string, s: TimeoutSetting): string {
   switch (s.source) {
     case 'user':
-      return `ALTER ROLE CURRENT_USER RESET ${name}; (or SET ${name} = '5s')`;
+      return `ALTER ROLE CURRENT_USER RESET ${name}; (or ALTER ROLE CURRENT_USER SET ${name} = '5s';)`;
     case 'database user':
       return `ALTER ROLE CURRENT_USER IN DATABASE <db> RESET ${name};`;
     case 'database':

@@ -25,6 +25,7 @@ import { connect } from '../db/connect.js';
 import { qualify, quoteLiteral } from '../db/ident.js';
 import { readOnlyReason, readServerState, type ServerState } from '../db/server.js';
 import { FailError } from '../errors.js';
+import { savePoolConfig } from '../store/pool.js';
 import type { SessionStore } from '../store/store.js';
 import type { Cleanups } from './cleanup.js';
 
@@ -161,6 +162,11 @@ export class TestRows {
   }
 }
 
+/** The connect timeout of the settings in ms (command line, URL, PGCONNECT_TIMEOUT, or 10 s). */
+export function connectTimeoutMs(settings: ConnectionSettings): number {
+  return settings.connectTimeout !== undefined ? settings.connectTimeout * 1000 : (settings.pg.connectionTimeoutMillis ?? 10_000);
+}
+
 /** No table or no schema: then no row of ours can exist either. */
 export const NOTHING_THERE = new Set(['42P01', '3F000']);
 
@@ -273,7 +279,7 @@ export async function openWriteRun(o: WriteRunOptions, makeStore: (pool: Pool, w
     throw err;
   }
   const rows = new TestRows(o.tenant, o.schema);
-  const pool = new pg.Pool({ ...o.settings.pg, max: o.connections, idleTimeoutMillis: o.idleTimeoutMillis });
+  const pool = new pg.Pool(savePoolConfig(o.settings.pg, connectTimeoutMs(o.settings), { max: o.connections, idleTimeoutMillis: o.idleTimeoutMillis }));
   pool.on('error', () => {});
   const pids = trackPids(pool);
   let wrote = false;

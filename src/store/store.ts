@@ -28,7 +28,9 @@ import type { Registry } from 'prom-client';
 import { classifyError, type ErrorCode } from '../db/classify.js';
 import { resolvePg, type PgConfigOptions } from '../db/resolve.js';
 import { backoffDelay, retryPolicy, sleep, type RetryOptions, type RetryPolicy } from '../db/retry.js';
+import { Watch, type Watched } from './deadline.js';
 import { createSessionMetrics, type SessionMetrics } from './metrics.js';
+import { savePoolConfig } from './pool.js';
 import { upsertText, VIAS, type UpsertQuery, type UpsertRow, type Via } from './sql.js';
 import { UpsertCall } from './upsert-call.js';
 
@@ -201,7 +203,7 @@ function sendCancel(client: PoolClient, timeoutMs: number): void {
   msg.writeInt32BE(80877102, 4); // the cancel request code
   msg.writeInt32BE(processID, 8);
   msg.writeInt32BE(secretKey, 12);
-  socket.on('error', () => {});
+  socket.on('error', noop);
   socket.setTimeout(timeoutMs, () => socket.destroy());
   socket.once('connect', () => socket.end(msg));
   socket.unref();
@@ -219,7 +221,173 @@ class Deadline extends Error {
 
 const noop = (): void => {};
 
-type Done = (err: unknown, id: string | null) => void;
+function isPreparedConflict(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return code === '42P05' || code === '26000';
+}
+
+/** What one save() call carries through its attempts. */
+class SaveJob {
+  attempts = 0;
+  private t0 = 0;
+
+  constructor(
+    readonly store: SessionStore,
+    readonly input: SaveInput,
+    readonly row: UpsertRow,
+    readonly q: UpsertQuery,
+    readonly deadline: number,
+    readonly budget: number,
+    private readonly signal: AbortSignal | undefined,
+    private readonly metrics: SessionMetrics | null,
+    private readonly resolve: (r: SaveResult) => void,
+  ) {}
+
+  /** Starts the next attempt. */
+  next(): void {
+    this.attempts++;
+    this.t0 = performance.now();
+    this.run(this.store.prepared);
+  }
+
+  /** Runs (or, after a pooler conflict, re-runs unnamed) the current attempt. */
+  run(named: boolean): void {
+    const now = performance.now();
+    const left = this.deadline - now;
+    if (left < 1) {
+      this.attemptDone(new Deadline('statement', `no time left in the save's deadline (${Math.round(this.budget)} ms)`), null);
+      return;
+    }
+    const connectMs = Math.min(this.store.connectTimeoutMs, left);
+    new Attempt(this, named, now + connectMs, connectMs).start();
+  }
+
+  attemptDone(err: unknown, id: string | null): void {
+    const store = this.store;
+    const r: SaveResult = err
+      ? store.failure(err, this.attempts)
+      : id !== null
+        ? { ok: true, id, attempts: this.attempts }
+        : store.noId(this.row, this.attempts);
+    this.metrics?.observe(r.ok ? 'success' : 'failed', (performance.now() - this.t0) / 1000, r.ok ? undefined : r.code);
+    if (r.ok || !r.retryable || this.attempts >= store.retry.attempts || this.signal?.aborted || store.isClosed) {
+      this.end(r);
+      return;
+    }
+    const delay = backoffDelay(this.attempts, store.retry);
+    // No time left for the pause and another attempt: the deadline is the contract.
+    if (performance.now() + delay + MIN_ATTEMPT_MS >= this.deadline) {
+      this.end(r);
+      return;
+    }
+    void sleep(delay, this.signal).then(() => (this.signal?.aborted ? this.end(r) : this.next()));
+  }
+
+  end(r: SaveResult): void {
+    this.resolve(this.store.logs ? this.store.log(this.input, r) : r);
+  }
+}
+
+/** One database attempt: get a connection, run the upsert, hand the connection back. */
+class Attempt implements Watched {
+  due: number;
+  private client: PoolClient | undefined;
+  private release: ((err?: Error | boolean) => void) | undefined;
+  private inFlight = false;
+  private done = false;
+  private abandoned = false;
+
+  constructor(
+    private readonly job: SaveJob,
+    private readonly named: boolean,
+    connectBy: number,
+    private readonly connectMs: number,
+  ) {
+    this.due = connectBy;
+  }
+
+  start(): void {
+    const store = this.job.store;
+    store.watch.add(this);
+    store.pool.connect((err, c, rel) => this.connected(err, c, rel));
+  }
+
+  private connected(err: Error | undefined, c: PoolClient | undefined, rel: (err?: Error | boolean) => void): void {
+    if (this.done) {
+      // The save gave up waiting for it: hand it back unused.
+      if (!err && c) rel();
+      return;
+    }
+    if (err || !c) {
+      this.finish(err ?? new Error('the pool returned no connection'), null);
+      return;
+    }
+    const store = this.job.store;
+    this.client = c;
+    this.release = rel;
+    this.due = this.job.deadline;
+    store.guard(c);
+    this.inFlight = true;
+    const q = this.job.q;
+    if (store.pipelined) {
+      const config = this.named ? { name: q.name, text: q.text, values: q.values } : { text: q.text, values: q.values };
+      c.query<{ id: string | null }>(config).then(
+        (res) => this.answered(null, res.rows[0]?.id ?? null),
+        (e: Error) => this.answered(e, null),
+      );
+      return;
+    }
+    c.query(new UpsertCall(this.named ? q.name : '', q.text, q.values, (e, id) => this.answered(e, id)) as never);
+  }
+
+  private answered(e: Error | null, id: string | null): void {
+    if (!this.inFlight) return; // destroyed after an unanswered cancel
+    this.inFlight = false;
+    // A broken connection is dropped by the pool (it checks the client); SQL errors keep it.
+    this.release!();
+    if (this.abandoned) return;
+    if (e && this.named && isPreparedConflict(e)) {
+      // A transaction-mode pooler: the statement did not run. Again, unnamed; the store stays unnamed.
+      this.job.store.prepared = false;
+      this.done = true;
+      this.job.store.watch.delete(this);
+      this.job.run(false);
+      return;
+    }
+    this.finish(e, id);
+  }
+
+  expire(now: number): void {
+    if (this.done) return;
+    const job = this.job;
+    if (this.client === undefined) {
+      const why = this.connectMs < job.store.connectTimeoutMs ? "the save's deadline" : 'connectTimeoutMs';
+      this.finish(new Deadline('connect', `no connection within ${Math.round(this.connectMs)} ms (${why})`), null);
+      return;
+    }
+    if (now + 0.5 < job.deadline) {
+      this.due = job.deadline;
+      return;
+    }
+    // The statement outlived the save's deadline: cancel it on the server; destroy the
+    // connection if the server does not answer the cancel either.
+    this.abandoned = true;
+    this.finish(new Deadline('statement', `no answer within the save's deadline (${Math.round(job.budget)} ms); the statement was cancelled`), null);
+    sendCancel(this.client, CANCEL_GRACE_MS);
+    setTimeout(() => {
+      if (!this.inFlight) return;
+      this.inFlight = false;
+      this.release!(new Error('tsm: the connection did not answer a cancel; destroyed'));
+    }, CANCEL_GRACE_MS).unref();
+  }
+
+  private finish(err: unknown, id: string | null): void {
+    if (this.done) return;
+    this.done = true;
+    this.job.store.watch.delete(this);
+    this.job.attemptDone(err, id);
+  }
+}
 
 export class SessionStore {
   readonly schema: string;
@@ -227,16 +395,20 @@ export class SessionStore {
   readonly retry: RetryPolicy;
   readonly connectTimeoutMs: number;
   readonly saveTimeoutMs: number;
-  private readonly pool: Pool;
+  /** @internal */
+  readonly pool: Pool;
   private readonly ownsPool: boolean;
   private readonly metricsReady: Promise<SessionMetrics | null>;
   /** Set once metricsReady has settled (saves the await on every later call). */
   private metrics: SessionMetrics | null | undefined;
   private readonly logger: ((event: SaveLogEvent) => void) | undefined;
-  private prepared: boolean;
+  /** @internal */
+  prepared: boolean;
   private closed = false;
-  /** pg refuses custom submittables on pipelined clients: use its own Query there. */
-  private readonly pipelined: boolean;
+  /** @internal pg refuses custom submittables on pipelined clients: use its own Query there. */
+  readonly pipelined: boolean;
+  /** @internal the deadlines of the attempts in flight */
+  readonly watch = new Watch();
   /** Clients given an 'error' listener (a connection that breaks mid-statement must not crash the process). */
   private readonly guarded = new WeakSet<PoolClient>();
 
@@ -263,7 +435,7 @@ export class SessionStore {
       const target = resolvePg(o.connectionString, resolveOpts);
       const fromPool = o.poolConfig?.connectionTimeoutMillis;
       this.connectTimeoutMs = connectMs ?? (fromPool && fromPool > 0 ? fromPool : target.connectTimeout * 1000);
-      this.pool = new pg.Pool({ ...target.config, ...o.poolConfig, connectionTimeoutMillis: this.connectTimeoutMs });
+      this.pool = new pg.Pool(savePoolConfig(target.config, this.connectTimeoutMs, o.poolConfig));
       // An idle client whose server goes away emits 'error' on the pool; unhandled, it would crash the process.
       this.pool.on('error', noop);
       this.ownsPool = true;
@@ -282,6 +454,16 @@ export class SessionStore {
     return this.prepared;
   }
 
+  /** @internal */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** @internal */
+  get logs(): boolean {
+    return this.logger !== undefined;
+  }
+
   /** The registry holding this store's metrics (undefined with `metrics: false`). */
   async registry(): Promise<Registry | undefined> {
     return (await this.metricsReady)?.registry;
@@ -294,23 +476,20 @@ export class SessionStore {
   }
 
   /** Saves (upserts) one session. Never throws for database errors or bad input. */
-  async save(input: SaveInput, options: SaveOptions = {}): Promise<SaveResult> {
-    const started = performance.now();
-    const metrics = this.metrics !== undefined ? this.metrics : await this.metricsReady.catch(() => null);
-    const finish = (r: SaveResult): SaveResult => (this.logger ? this.log(input, r) : r);
-
+  save(input: SaveInput, options: SaveOptions = {}): Promise<SaveResult> {
+    const metrics = this.metrics;
+    // The first saves of a new store wait for prom-client to load (once).
+    if (metrics === undefined) return this.metricsReady.catch(noop).then(() => this.save(input, options));
     const invalid = validateSaveInput(input);
     if (invalid !== null) {
       metrics?.observe('failed', 0, 'missing_required_field');
-      return finish({ ok: false, code: 'missing_required_field', retryable: false, sqlstate: null, details: invalid, attempts: 0 });
+      return Promise.resolve(this.finish(input, { ok: false, code: 'missing_required_field', retryable: false, sqlstate: null, details: invalid, attempts: 0 }));
     }
     if (this.closed) {
-      return finish({ ok: false, code: 'database_error', retryable: false, sqlstate: null, details: 'the SessionStore is closed', attempts: 0 });
+      return Promise.resolve(this.finish(input, { ok: false, code: 'database_error', retryable: false, sqlstate: null, details: 'the SessionStore is closed', attempts: 0 }));
     }
     const budget = options.timeoutMs ?? this.saveTimeoutMs;
-    if (!(budget > 0)) throw new RangeError(`SessionStore.save: timeoutMs must be a positive number of ms, got ${options.timeoutMs}`);
-    const deadline = started + budget;
-
+    if (!(budget > 0)) return Promise.reject(new RangeError(`SessionStore.save: timeoutMs must be a positive number of ms, got ${options.timeoutMs}`));
     const row: UpsertRow = {
       tenantId: input.tenantId,
       userId: userIdText(input.userId)!,
@@ -321,22 +500,15 @@ export class SessionStore {
       ...(input.errorDetails !== undefined ? { errorDetails: input.errorDetails } : {}),
     };
     const q = upsertText(this.schema, this.via, row);
-
-    for (let attempt = 1; ; attempt++) {
-      const t0 = performance.now();
-      const r = await this.attempt(q, row, attempt, deadline, budget);
-      metrics?.observe(r.ok ? 'success' : 'failed', (performance.now() - t0) / 1000, r.ok ? undefined : r.code);
-      if (r.ok || !r.retryable || attempt >= this.retry.attempts || options.signal?.aborted || this.closed) return finish(r);
-      const delay = backoffDelay(attempt, this.retry);
-      // No time left for the pause and another attempt: the deadline is the contract.
-      if (performance.now() + delay + MIN_ATTEMPT_MS >= deadline) return finish(r);
-      await sleep(delay, options.signal);
-      if (options.signal?.aborted) return finish(r);
-    }
+    return new Promise<SaveResult>((resolve) => new SaveJob(this, input, row, q, performance.now() + budget, budget, options.signal, metrics, resolve).next());
   }
 
-  /** Calls the logger hook with user id, length and outcome only. */
-  private log(input: SaveInput, r: SaveResult): SaveResult {
+  private finish(input: SaveInput, r: SaveResult): SaveResult {
+    return this.logger ? this.log(input, r) : r;
+  }
+
+  /** @internal Calls the logger hook with user id, length and outcome only. */
+  log(input: SaveInput, r: SaveResult): SaveResult {
     try {
       this.logger?.({
         userId: userIdText(input?.userId),
@@ -349,30 +521,24 @@ export class SessionStore {
     return r;
   }
 
-  /** One database attempt; never rejects. */
-  private attempt(q: UpsertQuery, row: UpsertRow, attempt: number, deadline: number, budget: number): Promise<SaveResult> {
-    return new Promise<SaveResult>((resolve) => {
-      const done: Done = (err, id) => {
-        if (err) return resolve(this.failure(err, attempt));
-        if (id !== null) return resolve({ ok: true, id, attempts: attempt });
-        if (this.via === 'statement') {
-          // ON CONFLICT … DO UPDATE … WHERE t.tenant_id = EXCLUDED.tenant_id matched nothing.
-          return resolve({
-            ok: false,
-            code: 'tenant_mismatch',
-            retryable: false,
-            sqlstate: 'TSM01',
-            details: `user_id ${row.userId} belongs to another tenant (the row was left as it was)`,
-            attempts: attempt,
-          });
-        }
-        resolve({ ok: false, code: 'database_error', retryable: false, sqlstate: null, details: 'upsert_telegram_session returned no id', attempts: attempt });
+  /** @internal The result when the upsert returned no id. */
+  noId(row: UpsertRow, attempt: number): SaveFailure {
+    if (this.via === 'statement') {
+      // ON CONFLICT … DO UPDATE … WHERE t.tenant_id = EXCLUDED.tenant_id matched nothing.
+      return {
+        ok: false,
+        code: 'tenant_mismatch',
+        retryable: false,
+        sqlstate: 'TSM01',
+        details: `user_id ${row.userId} belongs to another tenant (the row was left as it was)`,
+        attempts: attempt,
       };
-      this.run(q, this.prepared, deadline, budget, done);
-    });
+    }
+    return { ok: false, code: 'database_error', retryable: false, sqlstate: null, details: 'upsert_telegram_session returned no id', attempts: attempt };
   }
 
-  private failure(err: unknown, attempt: number): SaveFailure {
+  /** @internal */
+  failure(err: unknown, attempt: number): SaveFailure {
     if (err instanceof Deadline) {
       return {
         ok: false,
@@ -387,105 +553,11 @@ export class SessionStore {
     return { ok: false, code: c.code, retryable: c.retryable, sqlstate: c.sqlstate, details: firstLine(c.message), attempts: attempt };
   }
 
-  /**
-   * Gets a connection (within connectTimeoutMs and the deadline), runs the upsert, hands the
-   * connection back; `done` is called exactly once, at the latest at the deadline. A prepared
-   * statement that meets a transaction-mode pooler is run again unnamed (it did not run).
-   */
-  private run(q: UpsertQuery, named: boolean, deadline: number, budget: number, done: Done): void {
-    const now = performance.now();
-    const left = deadline - now;
-    if (left < 1) {
-      done(new Deadline('statement', `no time left in the save's deadline`), null);
-      return;
-    }
-    const connectBy = now + Math.min(this.connectTimeoutMs, left);
-    let settled = false;
-    let client: PoolClient | undefined;
-    let release: ((err?: Error | boolean) => void) | undefined;
-    let inFlight = false;
-    let abandoned = false;
-
-    const settle = (err: unknown, id: string | null): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      done(err, id);
-    };
-    const onTimer = (): void => {
-      if (settled) return;
-      if (client === undefined) {
-        const ms = Math.round(connectBy - now);
-        settle(new Deadline('connect', `no connection within ${ms} ms (connectTimeoutMs ${this.connectTimeoutMs}, save deadline)`), null);
-        return;
-      }
-      const rest = deadline - performance.now();
-      if (rest > 1) {
-        timer = setTimeout(onTimer, rest);
-        return;
-      }
-      // The statement outlived the save's deadline: cancel it on the server; destroy the
-      // connection if the server does not answer the cancel either.
-      abandoned = true;
-      settle(new Deadline('statement', `no answer within the save's deadline (${Math.round(budget)} ms); the statement was cancelled`), null);
-      const c = client;
-      sendCancel(c, CANCEL_GRACE_MS);
-      const grace = setTimeout(() => {
-        if (inFlight) {
-          inFlight = false;
-          release?.(new Error('tsm: the connection did not answer a cancel; destroyed'));
-        }
-      }, CANCEL_GRACE_MS);
-      grace.unref?.();
-    };
-    let timer = setTimeout(onTimer, connectBy - now);
-
-    this.pool.connect((err, c, rel) => {
-      if (err || !c) {
-        settle(err ?? new Error('the pool returned no connection'), null);
-        return;
-      }
-      if (settled) {
-        // The save gave up waiting for it: hand it back unused.
-        rel();
-        return;
-      }
-      client = c;
-      release = rel;
-      if (!this.guarded.has(c)) {
-        c.on('error', noop);
-        this.guarded.add(c);
-      }
-      if (connectBy < deadline) {
-        clearTimeout(timer);
-        timer = setTimeout(onTimer, deadline - performance.now());
-      }
-      inFlight = true;
-      const after = (e: Error | null | undefined, id: string | null): void => {
-        if (!inFlight) return; // destroyed after an unanswered cancel
-        inFlight = false;
-        // A broken connection is dropped by the pool (it checks the client); SQL errors keep it.
-        rel();
-        if (abandoned) return;
-        if (e && named && isPreparedConflict(e)) {
-          this.prepared = false;
-          clearTimeout(timer);
-          settled = true;
-          this.run(q, false, deadline, budget, done);
-          return;
-        }
-        settle(e ?? null, id);
-      };
-      if (this.pipelined) {
-        const config = named ? { name: q.name, text: q.text, values: q.values } : { text: q.text, values: q.values };
-        c.query<{ id: string | null }>(config).then(
-          (res) => after(null, res.rows[0]?.id ?? null),
-          (e: Error) => after(e, null),
-        );
-        return;
-      }
-      c.query(new UpsertCall(named ? q.name : '', q.text, q.values, after) as never);
-    });
+  /** @internal An 'error' listener on each client once (a connection that breaks mid-statement must not crash the process). */
+  guard(c: PoolClient): void {
+    if (this.guarded.has(c)) return;
+    c.on('error', noop);
+    this.guarded.add(c);
   }
 
   /** Ends the pool when SessionStore built it (a pool you passed stays open). Idempotent. */
@@ -494,9 +566,4 @@ export class SessionStore {
     this.closed = true;
     if (this.ownsPool) await this.pool.end().catch(() => {});
   }
-}
-
-function isPreparedConflict(e: unknown): boolean {
-  const code = (e as { code?: unknown }).code;
-  return code === '42P05' || code === '26000';
 }

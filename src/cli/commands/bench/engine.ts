@@ -11,7 +11,7 @@ import { makeSessionString } from '../../../store/session-string.js';
 import type { Via } from '../../../store/sql.js';
 import { SessionStore } from '../../../store/store.js';
 import type { Cleanups } from '../../cleanup.js';
-import { openWriteRun, type ServerTimeouts } from '../../test-rows.js';
+import { connectTimeoutMs, openWriteRun, type ServerTimeouts } from '../../test-rows.js';
 
 export const BENCH_TENANT = 'tsm-bench';
 
@@ -68,7 +68,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   // No idle timeout: a bench pool is never idle, and pg-pool would arm and clear a timer on every call.
   const run = await openWriteRun(
     { settings: o.settings, schema: o.schema, tenant: BENCH_TENANT, label: 'bench', connections: o.clients, idleTimeoutMillis: 0, keep: false, cleanups: o.cleanups },
-    (pool) => new SessionStore({ pool, schema: o.schema, via: o.via, preparedStatements: o.prepare }),
+    (pool) => new SessionStore({ pool, schema: o.schema, via: o.via, preparedStatements: o.prepare, connectTimeoutMs: connectTimeoutMs(o.settings) }),
   );
   const { store, pool, rows } = run;
   const ids = Array.from({ length: o.users }, () => rows.next());

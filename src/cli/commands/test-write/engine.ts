@@ -13,7 +13,7 @@ import type { Via } from '../../../store/sql.js';
 import { SessionStore } from '../../../store/store.js';
 import { writeFileAtomic } from '../../atomic-file.js';
 import type { Cleanups } from '../../cleanup.js';
-import { openWriteRun, type ServerTimeouts } from '../../test-rows.js';
+import { connectTimeoutMs, openWriteRun, type ServerTimeouts } from '../../test-rows.js';
 import { checkLength, type LengthResult } from './lengths.js';
 import { runRace, type RaceReport } from './race.js';
 
@@ -78,6 +78,7 @@ export async function runTestWrite(o: TestWriteOptions): Promise<TestWriteReport
         schema: o.schema,
         via: o.via,
         preparedStatements: o.prepare,
+        connectTimeoutMs: connectTimeoutMs(o.settings),
         // Sessions of up to 10,000,000 characters: a minute each, not the library's 15 s.
         saveTimeoutMs: TEST_WRITE_SAVE_TIMEOUT_MS,
         registry,

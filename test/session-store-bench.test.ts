@@ -24,6 +24,7 @@ describe('tsm bench', () => {
       const j = r.json();
       assert.equal(j.via, via);
       assert.equal(j.clients, 3);
+      assert.equal(j.warmup_s, 1, 'the default warm-up');
       assert.ok(j.duration_s >= 1 && j.duration_s < 3, `duration ${j.duration_s}`);
       assert.ok(j.calls > 50, `calls ${j.calls}`);
       assert.deepEqual(j.errors, {});
@@ -42,7 +43,7 @@ describe('tsm bench', () => {
     const r = await runTsm(['bench', '-d', db.url, '--clients', '1', '--duration', '500ms', '--users', '10']);
     assert.equal(r.code, 0, r.stderr);
     // The clock stops when the last call returns: a little over 0.5 s on a loaded machine.
-    assert.match(r.stdout, /1 client × 0\.\d+ s, upserts over 10 user ids, 800-character sessions/);
+    assert.match(r.stdout, /1 client × 0\.\d+ s \(after 1 s of warm-up\), upserts over 10 user ids, 800-character sessions/);
     assert.match(r.stdout, /throughput: [\d,.]+ calls\/s/);
     assert.match(r.stdout, /latency: +p50 [\d.]+ ms, p95 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms/);
     assert.match(r.stdout, /\nok: every call succeeded\n$/);
@@ -88,6 +89,8 @@ describe('tsm bench', () => {
     [['--duration', '50ms'], /--duration: '50ms' is out of range/],
     [['--users', '0'], /--users: 0 is out of range/],
     [['--length', '1e3'], /--length: '1e3' is not a whole number/],
+    [['--warmup', 'soon'], /--warmup: 'soon' is not a duration/],
+    [['--warmup', '11m'], /--warmup: '11m' is out of range/],
   ];
   for (const [args, message] of bad) {
     it(`usage: ${args.join(' ')} → exit 2`, async () => {

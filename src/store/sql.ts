@@ -71,14 +71,39 @@ export function statementSql(schema: string, withDiagnostics: boolean): string {
   ].join('\n');
 }
 
-/** The statement (its prepared-statement name and text) and the parameters for one row. */
-export function upsertText(schema: string, via: Via, row: UpsertRow): UpsertQuery {
-  const base = [row.tenantId, row.userId, row.sessionStringEnc, row.keyId, row.status];
+/** A statement's prepared-statement name (per schema and shape) and text. */
+export interface UpsertStatement {
+  name: string;
+  text: string;
+}
+
+/** The statements one store sends: worked out once per store, not per save. */
+export interface UpsertStatements {
+  /** `function`: the call; `statement`: the INSERT without auth_error / error_details. */
+  plain: UpsertStatement;
+  /** `statement` only: the INSERT that also writes auth_error / error_details. */
+  diagnostics: UpsertStatement;
+}
+
+export function upsertStatements(schema: string, via: Via): UpsertStatements {
   if (via === 'function') {
-    const q = cached('f' + schema, () => functionSql(schema));
-    return { name: q.name, text: q.text, values: [...base, row.authError ?? null, row.errorDetails ?? null] };
+    const f = cached('f' + schema, () => functionSql(schema));
+    return { plain: f, diagnostics: f };
   }
+  return { plain: cached('s' + schema, () => statementSql(schema, false)), diagnostics: cached('d' + schema, () => statementSql(schema, true)) };
+}
+
+/** The statement and the parameters for one row (the function takes all seven). */
+export function upsertQuery(statements: UpsertStatements, via: Via, row: UpsertRow): UpsertQuery {
   const diag = row.authError !== undefined || row.errorDetails !== undefined;
-  const q = cached((diag ? 'd' : 's') + schema, () => statementSql(schema, diag));
-  return { name: q.name, text: q.text, values: diag ? [...base, row.authError ?? null, row.errorDetails ?? null] : base };
+  if (via === 'statement' && !diag) {
+    const s = statements.plain;
+    return { name: s.name, text: s.text, values: [row.tenantId, row.userId, row.sessionStringEnc, row.keyId, row.status] };
+  }
+  const s = via === 'function' ? statements.plain : statements.diagnostics;
+  return {
+    name: s.name,
+    text: s.text,
+    values: [row.tenantId, row.userId, row.sessionStringEnc, row.keyId, row.status, row.authError ?? null, row.errorDetails ?? null],
+  };
 }

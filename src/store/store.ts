@@ -31,7 +31,7 @@ import { backoffDelay, retryPolicy, sleep, type RetryOptions, type RetryPolicy }
 import { Watch, type Watched } from './deadline.js';
 import { createSessionMetrics, type SessionMetrics } from './metrics.js';
 import { savePoolConfig } from './pool.js';
-import { upsertText, VIAS, type UpsertQuery, type UpsertRow, type Via } from './sql.js';
+import { upsertQuery, upsertStatements, VIAS, type UpsertQuery, type UpsertRow, type UpsertStatements, type Via } from './sql.js';
 import { UpsertCall } from './upsert-call.js';
 
 export type { Via } from './sql.js';
@@ -220,6 +220,7 @@ class Deadline extends Error {
 }
 
 const noop = (): void => {};
+const NO_OPTIONS: SaveOptions = Object.freeze({});
 
 function isPreparedConflict(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
@@ -247,12 +248,11 @@ class SaveJob {
   next(): void {
     this.attempts++;
     this.t0 = performance.now();
-    this.run(this.store.prepared);
+    this.run(this.store.prepared, this.t0);
   }
 
   /** Runs (or, after a pooler conflict, re-runs unnamed) the current attempt. */
-  run(named: boolean): void {
-    const now = performance.now();
+  run(named: boolean, now = performance.now()): void {
     const left = this.deadline - now;
     if (left < 1) {
       this.attemptDone(new Deadline('statement', `no time left in the save's deadline (${Math.round(this.budget)} ms)`), null);
@@ -409,6 +409,8 @@ export class SessionStore {
   readonly pipelined: boolean;
   /** @internal the deadlines of the attempts in flight */
   readonly watch = new Watch();
+  /** The statement texts and names, worked out once. */
+  private readonly statements: UpsertStatements;
   /** Clients given an 'error' listener (a connection that breaks mid-statement must not crash the process). */
   private readonly guarded = new WeakSet<PoolClient>();
 
@@ -419,6 +421,7 @@ export class SessionStore {
     if (o.schema !== undefined && !nonEmpty(o.schema)) throw new TypeError('SessionStore: schema must be a non-empty string');
     this.schema = o.schema ?? 'public';
     this.via = o.via ?? 'function';
+    this.statements = upsertStatements(this.schema, this.via);
     this.retry = retryPolicy(o.retry);
     this.logger = o.logger;
     this.prepared = o.preparedStatements !== false;
@@ -476,7 +479,7 @@ export class SessionStore {
   }
 
   /** Saves (upserts) one session. Never throws for database errors or bad input. */
-  save(input: SaveInput, options: SaveOptions = {}): Promise<SaveResult> {
+  save(input: SaveInput, options: SaveOptions = NO_OPTIONS): Promise<SaveResult> {
     const metrics = this.metrics;
     // The first saves of a new store wait for prom-client to load (once).
     if (metrics === undefined) return this.metricsReady.catch(noop).then(() => this.save(input, options));
@@ -496,10 +499,10 @@ export class SessionStore {
       sessionStringEnc: input.sessionStringEnc,
       keyId: input.keyId ?? null,
       status: input.status ?? 'pending',
-      ...(input.authError !== undefined ? { authError: input.authError } : {}),
-      ...(input.errorDetails !== undefined ? { errorDetails: input.errorDetails } : {}),
+      authError: input.authError,
+      errorDetails: input.errorDetails,
     };
-    const q = upsertText(this.schema, this.via, row);
+    const q = upsertQuery(this.statements, this.via, row);
     return new Promise<SaveResult>((resolve) => new SaveJob(this, input, row, q, performance.now() + budget, budget, options.signal, metrics, resolve).next());
   }
 

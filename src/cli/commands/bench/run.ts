@@ -17,7 +17,7 @@ function render(r: BenchReport, style: ChalkInstance): string {
   const errs = Object.entries(r.errors);
   const out = [
     style.bold(`tsm bench: ${r.database}, schema ${r.schema}, via ${r.via}${r.prepared_statements ? '' : ', unnamed statements'}`),
-    `${r.clients} client${r.clients === 1 ? '' : 's'} × ${fmt(r.duration_s)} s, upserts over ${fmt(r.users)} user ids, ${fmt(r.length)}-character sessions`,
+    `${r.clients} client${r.clients === 1 ? '' : 's'} × ${fmt(r.duration_s)} s${r.warmup_s > 0 ? ` (after ${fmt(r.warmup_s)} s of warm-up)` : ''}, upserts over ${fmt(r.users)} user ids, ${fmt(r.length)}-character sessions`,
     '',
     `calls:      ${fmt(r.calls)} (${errs.length === 0 ? '0 errors' : errs.map(([c, n]) => `${style.red(c)} × ${fmt(n)}`).join(', ')})`,
     `throughput: ${fmt(r.calls_per_second)} calls/s`,

@@ -86,10 +86,12 @@ describe('a server that accepts and never answers (blackhole)', () => {
 
 describe('a statement that waits on a lock held by the test', () => {
   it('statement_timeout at the deadline; cancelled on the server; never written later; the pool slot is back', async () => {
+    const s = store({ poolConfig: { max: 1 }, saveTimeoutMs: 800, retry: { attempts: 1 } });
+    // Its one connection open first: the deadline below is about the statement, not a slow connect.
+    assert.ok((await s.save(input('warm-1'))).ok);
     const holder = await db.client();
     await holder.query('BEGIN');
     await holder.query('LOCK TABLE telegram_sessions IN SHARE MODE');
-    const s = store({ poolConfig: { max: 1 }, saveTimeoutMs: 800, retry: { attempts: 1 } });
     const [r, ms] = await timed(() => s.save(input('locked-1')));
     const f = r as SaveFailure;
     assert.deepEqual([f.ok, f.code, f.sqlstate, f.retryable], [false, 'statement_timeout', null, true], f.details);
@@ -134,12 +136,13 @@ describe('a statement that waits on a lock held by the test', () => {
   it('per-call timeoutMs; bad timeouts are refused when the store is built', async () => {
     assert.throws(() => new SessionStore({ connectionString: db.url, saveTimeoutMs: 0 }), /saveTimeoutMs must be a positive number/);
     assert.throws(() => new SessionStore({ connectionString: db.url, connectTimeoutMs: -5 }), /connectTimeoutMs must be a positive number/);
+    const s = store({ retry: { attempts: 1 }, poolConfig: { max: 1 } });
+    assert.equal(s.saveTimeoutMs, 15_000, 'the default deadline');
+    assert.ok((await s.save(input('warm-4'))).ok, 'its connection open first');
     const holder = await db.client();
     await holder.query('BEGIN');
     await holder.query('LOCK TABLE telegram_sessions IN SHARE MODE');
     try {
-      const s = store({ retry: { attempts: 1 } });
-      assert.equal(s.saveTimeoutMs, 15_000, 'the default deadline');
       const [r, ms] = await timed(() => s.save(input('locked-4'), { timeoutMs: 300 }));
       assert.deepEqual([r.ok, !r.ok && r.code], [false, 'statement_timeout']);
       assert.ok(ms >= 250 && ms < 2000, `took ${Math.round(ms)} ms`);

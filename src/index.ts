@@ -32,4 +32,5 @@ export {
   type DoctorReport,
 } from './doctor/index.js';
 export { migrationStatus, type MigrationStatus, type MigrationRow, type MigrationState } from './migrate/status.js';
+export type { MigrationContext, ReadDb } from './migrate/context.js';
 export { dedupe, type DedupeOptions, type DedupeReport } from './dedupe/engine.js';

@@ -78,7 +78,7 @@ describe('options: one table per command', () => {
     assert.deepEqual(parseDedupeOptions(none), { keep: 'newest', batchSize: 500, dryRun: false });
     assert.deepEqual(parseTestWriteOptions(none), { lengths: [68, 268, 800], concurrency: 8, rounds: 20, via: 'function', keep: false, metricsPath: undefined });
     const m = migrateOptions({ positional: [undefined], options: {} });
-    assert.deepEqual([m.lockTimeoutMs, m.lockWaitMs, m.count], [5000, 60_000, undefined]);
+    assert.deepEqual([m.lockTimeoutMs, m.lockRetries, m.lockWaitMs, m.count], [500, 12, 60_000, undefined]);
     for (const step of STORY) assert.deepEqual(step.options, {}, `demo step ${step.name} runs with the defaults`);
     assert.match(STORY.find((s) => s.name === 'test-write')!.purpose, /68, 268 and 800 characters, then race 8 connections/);
   });

@@ -24,7 +24,8 @@ function assertNoSecrets(r: RunResult, ...secrets: string[]): void {
 /** Exactly one line on stderr, `tsm: …`, nothing on stdout, no stack trace, no password. */
 function assertOneLineError(r: RunResult, code: number, pattern: RegExp, ...secrets: string[]): void {
   assert.equal(r.code, code, `exit code (stderr: ${r.stderr})`);
-  assert.equal(r.stdout, '');
+  // --json: the error document on stdout (docs/output.md), else nothing there.
+  if (r.stdout !== '') assert.equal(r.json<{ ok: boolean; error: { message: string } }>().ok, false);
   assert.match(r.stderr, /^[^\n]+\n$/, `exactly one line on stderr:\n${r.stderr}`);
   assert.doesNotMatch(r.stderr, / {4}at /, 'no stack trace');
   assert.match(r.stderr, pattern);

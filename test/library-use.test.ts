@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 // The package's own name: resolves to dist/src/index.js, as it does for an application.
-import { CHECK_IDS, classifyError, dedupe, exitCodeFor, runDoctor, type CheckResult, type DedupeReport, type DoctorReport } from 'tsm';
+import { CHECK_IDS, classifyError, dedupe, exitCodeFor, runDoctor, type CheckResult, type DedupeReport, type DoctorReport } from 'pg-telegram-sessions';
 import { createTestDatabase } from './helpers/db.js';
 import { fixedFunction, preFixSchema } from './helpers/fixtures.js';
 
@@ -108,7 +108,7 @@ describe('the library, as an application uses it', () => {
   it('in an application process of its own: only the application writes to stdout and stderr, and it exits by itself', async () => {
     const script = `
       import pg from 'pg';
-      import { dedupe, runDoctor, exitCodeFor } from 'tsm';
+      import { dedupe, runDoctor, exitCodeFor } from 'pg-telegram-sessions';
       const client = new pg.Client({ connectionString: process.env.APP_DATABASE_URL });
       await client.connect();
       const report = await runDoctor(client, { schema: 'app', minSessionLength: 4096 }, 'app-db');

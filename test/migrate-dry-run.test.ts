@@ -22,13 +22,16 @@ describe('tsm migrate up --dry-run', () => {
     assert.equal(r.stderr, '');
     const out = r.stdout;
     assert.match(out, /^-- tsm migrate up --dry-run {2}postgres:\/\/\S+ {2}· {2}schema public\n-- nothing below has been run: no lock taken, nothing created or changed\n/);
-    assert.match(out, /-- setup\nBEGIN;\nCREATE TABLE IF NOT EXISTS "public"\."tsm_migrations" \(/);
+    assert.match(
+      out,
+      /-- setup\nBEGIN;\nSET LOCAL lock_timeout = '500ms';\nSET LOCAL statement_timeout = 0;\nSET LOCAL idle_in_transaction_session_timeout = 0;\nSELECT pg_catalog\.pg_backend_pid\(\) AS pid; {3}-- tsm checks that this is the backend holding its migration lock\nCREATE TABLE IF NOT EXISTS "public"\."tsm_migrations" \(/,
+    );
     for (const name of SHIPPED) assert.match(out, new RegExp(`^-- ${name} \\(`, 'm'));
     assert.match(out, /-- public\.telegram_sessions exists: left as it is/);
     assert.match(out, /ALTER TABLE "public"\.telegram_sessions ADD COLUMN IF NOT EXISTS auth_error text, ADD COLUMN IF NOT EXISTS error_details text;/);
     assert.match(
       out,
-      /-- 0004_user_id_unique_index \(no transaction: each statement alone\)\nCREATE UNIQUE INDEX CONCURRENTLY "telegram_sessions_user_id_unique" ON "public"\.telegram_sessions \(user_id\) WHERE user_id IS NOT NULL;\nINSERT INTO "public"\."tsm_migrations"/,
+      /-- 0004_user_id_unique_index \(no transaction: each statement alone\)\nSET lock_timeout = '500ms';\nSET statement_timeout = 0;\nSET idle_in_transaction_session_timeout = 0;\nSET lock_timeout = '120000ms';\nCREATE UNIQUE INDEX CONCURRENTLY "telegram_sessions_user_id_unique" ON "public"\.telegram_sessions \(user_id\) WHERE user_id IS NOT NULL;\nSET lock_timeout = '500ms';\nBEGIN;\n(SET LOCAL .*\n){3}SELECT pg_catalog\.pg_backend_pid\(\) AS pid;.*\nINSERT INTO "public"\."tsm_migrations".*\nCOMMIT;\nRESET lock_timeout;\nRESET statement_timeout;\nRESET idle_in_transaction_session_timeout;\n/,
     );
     assert.match(out, /CREATE OR REPLACE FUNCTION "public"\.upsert_telegram_session\(/);
     assert.match(out, /ON CONFLICT \(user_id\) WHERE user_id IS NOT NULL DO UPDATE/);
@@ -44,7 +47,10 @@ describe('tsm migrate up --dry-run', () => {
     assert.equal(j.dry_run, true);
     assert.equal(j.schema, 'not_yet');
     assert.equal(j.refusal, null);
-    assert.equal(j.setup[0], 'CREATE SCHEMA IF NOT EXISTS "not_yet";');
+    assert.equal(j.setup[0], 'BEGIN;');
+    assert.ok(j.setup.includes('CREATE SCHEMA IF NOT EXISTS "not_yet";'), j.setup.join('\n'));
+    assert.equal(j.pooling, 'direct');
+    assert.equal(j.read_only, false);
     assert.deepEqual(j.migrations.map((m: { name: string }) => m.name), SHIPPED);
     assert.deepEqual(j.migrations.map((m: { transaction: boolean }) => m.transaction), [true, true, true, false, true, true]);
     assert.match(j.migrations[0].sql.join('\n'), /CREATE TABLE IF NOT EXISTS "not_yet"\.telegram_sessions/);

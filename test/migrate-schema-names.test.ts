@@ -23,7 +23,7 @@ describe(`--schema ${SCHEMA}`, () => {
     const args = ['--schema', SCHEMA];
     const dry = await migrate(db.url, ['up', '--dry-run', '--json', ...args]);
     assert.equal(dry.code, 0, dry.stderr);
-    assert.equal(dry.json().setup[0], `CREATE SCHEMA IF NOT EXISTS "it's ""tg""";`);
+    assert.ok(dry.json().setup.includes(`CREATE SCHEMA IF NOT EXISTS "it's ""tg""";`), dry.stdout);
 
     const up = await migrate(db.url, ['up', ...args]);
     assert.equal(up.code, 0, up.stderr);

@@ -21,7 +21,11 @@ const testRows = async (schema = 'public'): Promise<number> =>
 const NO_SESSION = /[A-Za-z0-9+/]{40,}/;
 
 function assertShape(j: TestWriteJson): void {
-  assert.deepEqual(Object.keys(j), ['database', 'via', 'prepared_statements', 'results', 'race', 'race_details', 'remedies', 'server_timeouts', 'ok']);
+  assert.deepEqual(
+    Object.keys(j),
+    ['ok', 'database', 'via', 'prepared_statements', 'results', 'race', 'race_details', 'remedies', 'server_timeouts'],
+    'ok first (docs/output.md)',
+  );
   assert.deepEqual(Object.keys(j.server_timeouts), ['lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout']);
   for (const r of j.results) {
     const keys = Object.keys(r);
@@ -155,7 +159,7 @@ describe('tsm test-write: usage and connection errors', () => {
     const port = await freePort();
     const r = await runTsm(['test-write', '--json', '-d', `postgres://tsm:secret@127.0.0.1:${port}/x`]);
     assert.equal(r.code, 3);
-    assert.equal(r.stdout, '');
+    assert.equal(r.json<{ error: { code: string } }>().error.code, 'connection', 'the --json error document');
     assert.match(r.stderr, /^tsm: cannot connect to postgres:\/\/tsm:\*\*\*@127\.0\.0\.1:\d+\/x: connection refused/);
     assert.doesNotMatch(r.stderr, /secret/);
     assert.equal(r.stderr.trim().split('\n').length, 1);

@@ -66,8 +66,8 @@ export interface InstallOptions {
   command: string;
   /** stderr lines. */
   log(line: string): void;
-  /** Ends the process (the real one: process.exit). */
-  exit(code: number): void;
+  /** Ends the process (the real one: process.exit); `stop` says which signal and what the cleanups said (for --json). */
+  exit(code: number, stop?: { signal: NodeJS.Signals; notes: string[] }): void;
   source?: SignalSource;
   /** How long the stack may run after the first signal before the emergency path (default 10 s). */
   graceMs?: number;
@@ -118,7 +118,7 @@ export function installCleanups(o: InstallOptions): InstalledCleanups {
     timers.clear();
     const said = notes.filter((n): n is string => n !== undefined);
     o.log(`tsm: ${o.command} interrupted by ${sig}${said.length > 0 ? `: ${said.join('; ')}` : ''}`);
-    o.exit(exitCodeForSignal(sig));
+    o.exit(exitCodeForSignal(sig), { signal: sig, notes: said });
   };
 
   const emergency = (sig: NodeJS.Signals, slots: Slot[], why: string): void => {

@@ -67,24 +67,28 @@ export type Pooling = 'direct' | 'session' | 'transaction';
  * Whether `client`'s server connection is its own for the whole session. Direct connections need
  * no probe. Through a pooler, a second connection opens a transaction while `client` is idle: a
  * transaction-mode pool hands it the server connection `client` just used (PgBouncer reuses the
- * most recently released one), and `client`'s next statement lands elsewhere. Either is proof of
+ * most recently released one), or `client`'s next statement lands elsewhere. Either is proof of
  * transaction pooling; a session-mode pool keeps `client`'s server connection for it alone.
+ * Other clients of the pool can make one round look like session pooling by chance (seen with two
+ * `tsm migrate up` started at once), so the probe runs `rounds` times and any sign of a change wins.
  * The probe changes nothing on the server and leaves no setting behind.
  */
-export async function detectPooling(client: Client, state: ServerState, connect: () => Promise<Client>): Promise<Pooling> {
+export async function detectPooling(client: Client, state: ServerState, connect: () => Promise<Client>, rounds = 5): Promise<Pooling> {
   if (!state.proxied) return 'direct';
   const pidOf = async (c: Client): Promise<number> => (await c.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid')).rows[0]!.pid;
   const first = await pidOf(client);
+  if (first !== state.backendPid) return 'transaction';
   const other = await connect();
-  let otherPid: number;
   try {
-    await other.query('BEGIN');
-    otherPid = await pidOf(other);
-    await other.query('ROLLBACK');
+    for (let round = 0; round < rounds; round++) {
+      await other.query('BEGIN');
+      const otherPid = await pidOf(other);
+      await other.query('ROLLBACK');
+      if (otherPid === first) return 'transaction';
+      if ((await pidOf(client)) !== first) return 'transaction';
+    }
   } finally {
     await other.end().catch(() => {});
   }
-  if (otherPid === first) return 'transaction';
-  const again = await pidOf(client);
-  return again === first && again === state.backendPid ? 'session' : 'transaction';
+  return 'session';
 }

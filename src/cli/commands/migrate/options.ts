@@ -7,6 +7,8 @@ import { LOCK_OPTIONS } from './flags.js';
 export interface MigrateOptions {
   count: number | undefined;
   lockTimeoutMs: number;
+  indexLockTimeoutMs: number;
+  lockRetries: number;
   lockWaitMs: number;
   dir: string | undefined;
   dryRun: boolean;
@@ -26,6 +28,8 @@ export function migrateOptions(args: CommandArgs): MigrateOptions {
   return {
     count: raw === undefined ? undefined : parseIntStrict('N', raw, 1, 100_000),
     lockTimeoutMs: parseDuration('--lock-timeout', optionValue(LOCK_OPTIONS, o, 'lockTimeout')),
+    indexLockTimeoutMs: parseDuration('--index-lock-timeout', optionValue(LOCK_OPTIONS, o, 'indexLockTimeout')),
+    lockRetries: parseIntStrict('--lock-retries', optionValue(LOCK_OPTIONS, o, 'lockRetries'), 0, 100),
     lockWaitMs: parseDuration('--lock-wait', optionValue(LOCK_OPTIONS, o, 'lockWait')),
     dir,
     dryRun: o.dryRun === true,

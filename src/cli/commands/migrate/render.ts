@@ -4,10 +4,10 @@ import { shownName } from '../../../db/ident.js';
 import { oneLine } from '../../../migrate/context.js';
 import type { DryRunResult } from '../../../migrate/dry-run.js';
 import { fmtMs } from '../../../migrate/lock.js';
-import { RETRY } from '../../../migrate/retry.js';
 import type { RunResult } from '../../../migrate/run.js';
 import type { MigrationRow } from '../../../migrate/status.js';
 import { paintStatus } from '../../../report/style.js';
+import { tsmCommand } from '../../../report/shell.js';
 import { renderTable } from '../../../report/table.js';
 
 export function header(command: string, database: string, schema: string, extra = ''): string {
@@ -40,14 +40,17 @@ export function renderRun(r: RunResult, style: ChalkInstance, database: string):
   return out.join('\n');
 }
 
-export function renderDryRun(r: DryRunResult, database: string, lockTimeoutMs: number): string {
+export function renderDryRun(r: DryRunResult, database: string, o: { lockTimeoutMs: number; indexLockTimeoutMs: number; lockRetries: number }): string {
   const out = [`-- ${header('migrate up --dry-run', database, r.schema)}`, '-- nothing below has been run: no lock taken, nothing created or changed'];
   if (r.migrations.length === 0) {
     out.push(r.refusal ? `-- up would refuse: ${r.refusal}` : `-- up to date: nothing pending (${plural(r.applied, 'migration')} applied)`);
     return out.join('\n');
   }
   out.push(
-    `-- every statement runs with lock_timeout = ${fmtMs(lockTimeoutMs)}; a migration that cannot get a lock is rolled back and retried (${RETRY.attempts} attempts)`,
+    `-- every statement runs with lock_timeout = ${fmtMs(o.lockTimeoutMs)}, statement_timeout = 0 and idle_in_transaction_session_timeout = 0 ` +
+      `(SET LOCAL in each transaction; on the session, then RESET, for statements outside one and for tsm's catalog reads while it plans a migration)`,
+    `-- a migration that cannot get a lock in time is rolled back and run again, up to ${o.lockRetries} more times (pauses of 0.5 s doubling to 5 s); ` +
+      `CREATE/DROP INDEX CONCURRENTLY waits up to ${fmtMs(o.indexLockTimeoutMs)} instead, once (it never makes writers wait)`,
   );
   if (r.refusal) out.push(`-- up would refuse before applying anything: ${r.refusal}`);
   if (r.setup.length > 0) out.push('', '-- setup', ...r.setup);
@@ -100,7 +103,7 @@ export function renderStatus(s: StatusView, style: ChalkInstance, database: stri
     out.push(`${paintStatus(style, 'ok')}: up to date (${parts.join(', ') || 'no migrations'})`);
   } else {
     const hints: string[] = [];
-    if (s.summary.pending > 0) hints.push('`tsm migrate up` applies the pending ones');
+    if (s.summary.pending > 0) hints.push(`\`${tsmCommand(s.schema, 'migrate up')}\` applies the pending ones`);
     if (s.summary.modified > 0) hints.push('a modified file differs from what was applied: restore it, or ship the change as a new migration');
     if (s.summary.missing > 0) hints.push('a missing one was applied by another tsm version (or another --migrations-dir)');
     out.push(`${paintStatus(style, 'fail')}: ${parts.join(', ')}; ${hints.join('; ')}`);

@@ -3,6 +3,7 @@ import type { CommandArgs } from '../../options.js';
 import type { CommandResult, Context } from '../../context.js';
 import { EXIT } from '../../../errors.js';
 import { planUp, type DryRunResult } from '../../../migrate/dry-run.js';
+import { withInterrupt } from './interrupt.js';
 import { migrateOptions } from './options.js';
 import { renderDryRun, renderRun } from './render.js';
 import { runMigrations, type RunResult } from '../../../migrate/run.js';
@@ -11,16 +12,20 @@ export async function run(ctx: Context, args: CommandArgs): Promise<CommandResul
   const o = migrateOptions(args);
   const database = ctx.connection().display;
   if (o.dryRun) {
-    const plan = await planUp(ctx, { count: o.count, dir: o.dir, lockTimeoutMs: o.lockTimeoutMs, allowModified: o.allowModified });
-    return { exitCode: EXIT.ok, data: plan, render: () => renderDryRun(plan, database, o.lockTimeoutMs) };
+    const plan = await planUp(ctx, { count: o.count, dir: o.dir, lockTimeoutMs: o.lockTimeoutMs, indexLockTimeoutMs: o.indexLockTimeoutMs, allowModified: o.allowModified });
+    return { exitCode: EXIT.ok, data: plan, render: () => renderDryRun(plan, database, o) };
   }
-  const result = await runMigrations(ctx, {
-    direction: 'up',
-    count: o.count,
-    dir: o.dir,
-    lockTimeoutMs: o.lockTimeoutMs,
-    lockWaitMs: o.lockWaitMs,
-    allowModified: o.allowModified,
-  });
+  const result = await withInterrupt(ctx, () =>
+    runMigrations(ctx, {
+      direction: 'up',
+      count: o.count,
+      dir: o.dir,
+      lockTimeoutMs: o.lockTimeoutMs,
+      indexLockTimeoutMs: o.indexLockTimeoutMs,
+      lockRetries: o.lockRetries,
+      lockWaitMs: o.lockWaitMs,
+      allowModified: o.allowModified,
+    }),
+  );
   return { exitCode: EXIT.ok, data: result, render: (style) => renderRun(result, style, database) };
 }

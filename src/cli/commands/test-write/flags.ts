@@ -1,6 +1,7 @@
 /** `tsm test-write`: its flags, help texts and defaults, the only place they are written (--help, the parser and tsm demo read them). */
 import { VIAS } from '../../../store/via.js';
 import type { OptionSpecs } from '../../options.js';
+import { fleetOptions } from '../../fleet/flags.js';
 
 export const MAX_CONCURRENCY = 256;
 export const MAX_ROUNDS = 100_000;
@@ -13,4 +14,5 @@ export const TEST_WRITE_OPTIONS = {
   keep: { flags: '--keep', description: 'keep the test rows' },
   prepare: { flags: '--no-prepare', description: 'unnamed statements only (a transaction-mode pooler; tsm also switches by itself on the first conflict)' },
   metricsFile: { flags: '--metrics-file <file>', description: 'write Prometheus metrics (textfile-collector format)' },
+  ...fleetOptions('continue'),
 } as const satisfies OptionSpecs;

@@ -2,6 +2,7 @@
 // bench/upsert-vs-pgbench/profile.mjs: where SessionStore.save()'s client time goes, per call.
 //
 //   node bench/upsert-vs-pgbench/profile.mjs [--clients 1] [--calls 20000] [--out FILE.cpuprofile]
+//                                            [--no-metrics] [--build DIR]   (DIR: another checkout's root, built)
 //   TSM_BENCH_DATABASE_URL=<superuser URL>   (default postgres://postgres@127.0.0.1:5432/postgres)
 //
 // Runs what `tsm bench` runs (a pg pool built from tsm's libpq-resolved config, one SessionStore
@@ -14,14 +15,18 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
-
-const root = new URL('../..', import.meta.url).pathname;
-const pg = (await import(join(root, 'node_modules/pg/lib/index.js'))).default;
-const { SessionStore, resolvePg } = await import(join(root, 'dist/src/index.js'));
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : dflt);
+const here = new URL('../..', import.meta.url).pathname;
+const root = opt('build', here);
+const pg = (await import(join(here, 'node_modules/pg/lib/index.js'))).default;
+const { SessionStore } = await import(join(root, 'dist/src/index.js'));
+const { resolvePg } = await import(join(root, 'dist/src/db/resolve.js'));
+// The pool as that build's `tsm bench` makes it (savePoolConfig where it exists).
+const savePoolConfig = await import(join(root, 'dist/src/store/pool.js')).then((m) => m.savePoolConfig, () => undefined);
 const CLIENTS = Number(opt('clients', '1'));
 const CALLS = Number(opt('calls', '20000'));
 const OUT = opt('out', undefined);
@@ -47,9 +52,10 @@ const m = spawnSync(process.execPath, [join(root, 'bin/tsm.js'), 'migrate', 'up'
 if (m.status !== 0) throw new Error(`tsm migrate up failed: ${m.stderr}`);
 
 // As `tsm bench` builds it: tsm's resolved config, no idle timer.
-const pool = new pg.Pool({ ...resolvePg(url).config, max: CLIENTS, idleTimeoutMillis: 0 });
+const config = resolvePg(url).config;
+const pool = new pg.Pool(savePoolConfig ? savePoolConfig(config, 10_000, { max: CLIENTS, idleTimeoutMillis: 0 }) : { ...config, max: CLIENTS, idleTimeoutMillis: 0 });
 pool.on('error', () => {});
-const store = new SessionStore({ pool, metrics });
+const store = new SessionStore({ pool, metrics, ...(savePoolConfig ? { connectTimeoutMs: 10_000 } : {}) });
 const session = Buffer.alloc(600, 7).toString('base64'); // 800 characters
 const ids = Array.from({ length: 10_000 }, (_, i) => `tsm-bench:profile:${i}`);
 
@@ -66,6 +72,12 @@ async function drive(total) {
 }
 
 await drive(3000); // connect, prepare, warm the JIT
+// The client's CPU per call without the profiler (the profiler itself costs CPU).
+const b0 = process.cpuUsage();
+const w0 = performance.now();
+await drive(CALLS);
+const plainWall = performance.now() - w0;
+const plain = process.cpuUsage(b0);
 const inspector = new Session();
 inspector.connect();
 await inspector.post('Profiler.enable');
@@ -97,6 +109,7 @@ const groupOf = (n) => {
   if (url.includes('/dist/src/db/')) return 'tsm db (TLS socket wrapper)';
   if (url.includes('/dist/src/store/')) return 'tsm store (save, UpsertCall, encoder)';
   if (url.includes('profile.mjs')) return 'this driver';
+  if (url.includes('/dist/src/')) return 'tsm (other)';
   if (url.startsWith('node:')) return `Node JS: ${url.replace('node:internal/', '').replace(/^node:/, '').split('/')[0].replace(/_.*$/, '')}`;
   if (url === '') return `native: ${f}`;
   return url;
@@ -109,9 +122,10 @@ for (let i = 0; i < profile.samples.length; i++) {
   total.set(g, (total.get(g) ?? 0) + d);
   sampled += d;
 }
-console.log(`\n${CLIENTS} client(s), ${CALLS} calls, metrics ${metrics ? 'on' : 'off'}: ${((CALLS / wall) * 1000).toFixed(0)} calls/s, ` +
-  `process CPU ${((cpu.user + cpu.system) / CALLS).toFixed(1)} µs/call (user ${(cpu.user / CALLS).toFixed(1)}, system ${(cpu.system / CALLS).toFixed(1)}), ` +
-  `wall ${((wall * 1000) / CALLS).toFixed(1)} µs/call\n`);
+console.log(`\n${root}: ${CLIENTS} client(s), ${CALLS} calls, metrics ${metrics ? 'on' : 'off'}, load average ${loadavg()[0].toFixed(1)}`);
+console.log(`without the profiler: ${((CALLS / plainWall) * 1000).toFixed(0)} calls/s, process CPU ${((plain.user + plain.system) / CALLS).toFixed(1)} µs/call ` +
+  `(user ${(plain.user / CALLS).toFixed(1)}, system ${(plain.system / CALLS).toFixed(1)})`);
+console.log(`with the profiler: ${((CALLS / wall) * 1000).toFixed(0)} calls/s, process CPU ${((cpu.user + cpu.system) / CALLS).toFixed(1)} µs/call, wall ${((wall * 1000) / CALLS).toFixed(1)} µs/call\n`);
 console.log('| where (self time of the sampled frames) | µs per call | share of sampled time |');
 console.log('|---|---|---|');
 for (const [g, t] of [...total].sort((a, b) => b[1] - a[1])) {

@@ -6,7 +6,8 @@
 //   npm ci && node bench/upsert-vs-pgbench/run.mjs [--clients 1,4,16] [--duration 10] [--repeat 3]
 //                                                  [--users 10000] [--length 800] [--keep]
 //                                                  [--quick] [--tsm-bin path/to/bin/tsm.js]
-//   --quick: 3 s runs, 3 pairs per client count (about 2 minutes); the default is 10 s × 3.
+//   --quick: 2 s runs, 7 rounds per client count (about 4 minutes): more, shorter pairs, whose
+//   median a busy machine disturbs less; the default is 10 s × 3.
 //   --tsm-bin: the tsm to measure (default this checkout's bin/tsm.js); a comma-separated list
 //   (e.g. an older build and this one) runs each of them in every round, next to the same pgbench.
 //   TSM_BENCH_DATABASE_URL=<superuser URL>   (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -43,8 +44,8 @@ const opt = (name, dflt) => {
 };
 const quick = args.includes('--quick');
 const clientsList = opt('clients', '1,4,16').split(',').map(Number);
-const duration = Number(opt('duration', quick ? '3' : '10'));
-const repeat = Number(opt('repeat', '3'));
+const duration = Number(opt('duration', quick ? '2' : '10'));
+const repeat = Number(opt('repeat', quick ? '7' : '3'));
 const users = Number(opt('users', '10000'));
 const length = Number(opt('length', '800'));
 const keep = args.includes('--keep');

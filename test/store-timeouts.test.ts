@@ -35,7 +35,8 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   return [v, performance.now() - t0];
 }
 
-describe('a server that accepts and never answers (blackhole)', () => {
+// A save that hangs is the failure under test: each test fails after 30 s instead of waiting for ever.
+describe('a server that accepts and never answers (blackhole)', { timeout: 30_000 }, () => {
   it('its own pool: connection_error within the connect timeout, every attempt bounded', async () => {
     const hole = await startBlackhole();
     const s = store({ connectionString: hole.url(), connectTimeoutMs: 400, saveTimeoutMs: 3000, retry: { attempts: 2, baseDelayMs: 10 }, poolConfig: { max: 1 } });
@@ -84,7 +85,7 @@ describe('a server that accepts and never answers (blackhole)', () => {
   });
 });
 
-describe('a statement that waits on a lock held by the test', () => {
+describe('a statement that waits on a lock held by the test', { timeout: 30_000 }, () => {
   it('statement_timeout at the deadline; cancelled on the server; never written later; the pool slot is back', async () => {
     const s = store({ poolConfig: { max: 1 }, saveTimeoutMs: 800, retry: { attempts: 1 } });
     // Its one connection open first: the deadline below is about the statement, not a slow connect.

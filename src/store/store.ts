@@ -240,7 +240,7 @@ class SaveJob {
   private t0 = 0;
 
   constructor(
-    readonly store: Engine,
+    readonly engine: Engine,
     readonly input: SaveInput,
     readonly row: UpsertRow,
     readonly q: UpsertQuery,
@@ -255,7 +255,7 @@ class SaveJob {
   next(): void {
     this.attempts++;
     this.t0 = performance.now();
-    this.run(this.store.prepared, this.t0);
+    this.run(this.engine.prepared, this.t0);
   }
 
   /** Runs (or, after a pooler conflict, re-runs unnamed) the current attempt. */
@@ -265,23 +265,23 @@ class SaveJob {
       this.attemptDone(new Deadline('statement', `no time left in the save's deadline (${Math.round(this.budget)} ms)`), null);
       return;
     }
-    const connectMs = Math.min(this.store.connectTimeoutMs, left);
+    const connectMs = Math.min(this.engine.connectTimeoutMs, left);
     new Attempt(this, named, now + connectMs, connectMs).start();
   }
 
   attemptDone(err: unknown, id: string | null): void {
-    const store = this.store;
+    const engine = this.engine;
     const r: SaveResult = err
-      ? store.failure(err, this.attempts)
+      ? engine.failure(err, this.attempts)
       : id !== null
         ? { ok: true, id, attempts: this.attempts }
-        : store.noId(this.row, this.attempts);
+        : engine.noId(this.row, this.attempts);
     this.metrics?.observe(r.ok ? 'success' : 'failed', (performance.now() - this.t0) / 1000, r.ok ? undefined : r.code);
-    if (r.ok || !r.retryable || this.attempts >= store.retry.attempts || this.signal?.aborted || store.closed) {
+    if (r.ok || !r.retryable || this.attempts >= engine.retry.attempts || this.signal?.aborted || engine.closed) {
       this.end(r);
       return;
     }
-    const delay = backoffDelay(this.attempts, store.retry);
+    const delay = backoffDelay(this.attempts, engine.retry);
     // No time left for the pause and another attempt: the deadline is the contract.
     if (performance.now() + delay + MIN_ATTEMPT_MS >= this.deadline) {
       this.end(r);
@@ -291,7 +291,7 @@ class SaveJob {
   }
 
   end(r: SaveResult): void {
-    this.resolve(this.store.logger ? this.store.log(this.input, r) : r);
+    this.resolve(this.engine.logger ? this.engine.log(this.input, r) : r);
   }
 }
 
@@ -314,9 +314,9 @@ class Attempt implements Watched {
   }
 
   start(): void {
-    const store = this.job.store;
-    store.watch.add(this);
-    store.pool.connect((err, c, rel) => this.connected(err, c, rel));
+    const engine = this.job.engine;
+    engine.watch.add(this);
+    engine.pool.connect((err, c, rel) => this.connected(err, c, rel));
   }
 
   private connected(err: Error | undefined, c: PoolClient | undefined, rel: (err?: Error | boolean) => void): void {
@@ -332,14 +332,14 @@ class Attempt implements Watched {
       this.finish(coded ? err : new ConnectFailure(err?.message ?? 'the pool returned no connection', err), null);
       return;
     }
-    const store = this.job.store;
+    const engine = this.job.engine;
     this.client = c;
     this.release = rel;
     this.due = this.job.deadline;
-    store.guard(c);
+    engine.guard(c);
     this.inFlight = true;
     const q = this.job.q;
-    if (store.pipelined) {
+    if (engine.pipelined) {
       const config = this.named ? { name: q.name, text: q.text, values: q.values } : { text: q.text, values: q.values };
       c.query<{ id: string | null }>(config).then(
         (res) => this.answered(null, res.rows[0]?.id ?? null),
@@ -358,9 +358,9 @@ class Attempt implements Watched {
     if (this.abandoned) return;
     if (e && this.named && isPreparedConflict(e)) {
       // A transaction-mode pooler: the statement did not run. Again, unnamed; the store stays unnamed.
-      this.job.store.prepared = false;
+      this.job.engine.prepared = false;
       this.done = true;
-      this.job.store.watch.delete(this);
+      this.job.engine.watch.delete(this);
       this.job.run(false);
       return;
     }
@@ -371,7 +371,7 @@ class Attempt implements Watched {
     if (this.done) return;
     const job = this.job;
     if (this.client === undefined) {
-      const why = this.connectMs < job.store.connectTimeoutMs ? "the save's deadline" : 'connectTimeoutMs';
+      const why = this.connectMs < job.engine.connectTimeoutMs ? "the save's deadline" : 'connectTimeoutMs';
       this.finish(new Deadline('connect', `no connection within ${Math.round(this.connectMs)} ms (${why})`), null);
       return;
     }
@@ -394,7 +394,7 @@ class Attempt implements Watched {
   private finish(err: unknown, id: string | null): void {
     if (this.done) return;
     this.done = true;
-    this.job.store.watch.delete(this);
+    this.job.engine.watch.delete(this);
     this.job.attemptDone(err, id);
   }
 }

@@ -120,8 +120,9 @@ export interface SessionStoreOptions {
    */
   preparedStatements?: boolean;
   /**
-   * Longest wait for a connection, per attempt, in ms. Default: the connection string's
-   * connect_timeout or PGCONNECT_TIMEOUT, else the pool's connectionTimeoutMillis, else 10 s.
+   * Longest wait for a connection, per attempt, in ms. Default: poolConfig.connectionTimeoutMillis,
+   * else the connection string's connect_timeout, else PGCONNECT_TIMEOUT, else 10 s (a pool you
+   * pass: its connectionTimeoutMillis, else 10 s).
    */
   connectTimeoutMs?: number;
   /** Every save settles within this many ms, all attempts and pauses included (default 15 s). */

@@ -14,8 +14,10 @@
  *     running looks the same in pg_index; pg_stat_progress_create_index tells them apart, and a
  *     running build is never dropped;
  *   - lock_timeout also applies to the waits inside CREATE INDEX CONCURRENTLY: a build that times
- *     out leaves an INVALID index, which is dropped right away (and, should that drop time out as
- *     well, at the start of the next attempt) before tsm retries.
+ *     out leaves an INVALID index. tsm runs concurrent index statements under their own, longer
+ *     --index-lock-timeout and does not retry them; the leftover is left for the next `up` (a drop
+ *     now would wait for the same blocker again) and named in the error. A build that failed
+ *     otherwise (duplicates) has its leftover dropped right away.
  *
  * A partitioned telegram_sessions (relkind p): PostgreSQL refuses CREATE INDEX CONCURRENTLY on a
  * partitioned table, and a unique index there must contain every partition-key column. So:
@@ -241,10 +243,12 @@ export async function up(pgm: MigrationBuilder, ...[ctx]: [MigrationContext?]): 
 
 /**
  * After a failed CREATE INDEX CONCURRENTLY: the INVALID index it left is dropped now so nothing
- * trips over it. If this drop cannot get its lock either, the next attempt (or `up`) drops it first.
+ * trips over it. Not after a lock timeout: the drop would wait for the same blocker (as long
+ * again); the next `up` drops it first, and tsm names it in the error. Nor when the name was taken.
  */
 async function dropIfInvalid(pgm: MigrationBuilder, qualified: string, err: unknown): Promise<void> {
-  if ((err as { code?: string }).code === '42P07') return;
+  const code = (err as { code?: string }).code;
+  if (code === '42P07' || code === '55P03') return;
   const [left] = await pgm.db
     .select(`SELECT i.indisvalid AS valid FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass($1::text)`, [qualified])
     .catch(() => []);

@@ -51,11 +51,23 @@ describe('tsm migrate on a telegram_sessions partitioned by user_id', () => {
       ...step(8, 3),
       '-- telegram_sessions_user_id_unique becomes valid with the last attach',
     ]);
-    // Every concurrent build runs under --index-lock-timeout, every other statement under --lock-timeout.
+    // Every concurrent build runs under --index-lock-timeout, every other statement under
+    // --lock-timeout (the lock_timeout in force is followed through the SETs as they are sent), each
+    // after the backend check; each step's note comes before that check, not between it and its statement.
+    let lockTimeout: string | null = null;
+    let checked = false;
     lines.forEach((l, i) => {
-      if (l.startsWith('CREATE UNIQUE INDEX CONCURRENTLY')) assert.equal(lines[i - 1], "SET lock_timeout = '120000ms';", l);
-      if (l.startsWith('ALTER INDEX')) assert.equal(lines[i - 1], "SET lock_timeout = '500ms';", l);
+      const set = /^SET lock_timeout = '(\d+ms)';$/.exec(l);
+      if (set) lockTimeout = set[1]!;
+      if (l.startsWith('SELECT pg_catalog.pg_backend_pid() AS pid;')) checked = true;
+      if (/^(CREATE UNIQUE INDEX|ALTER INDEX)/.test(l)) {
+        assert.equal(lockTimeout, l.includes(' CONCURRENTLY ') ? '120000ms' : '500ms', l);
+        assert.ok(checked, `the backend is checked before: ${l}`);
+        checked = false;
+      }
+      if (l.startsWith('-- step ')) assert.match(lines[i + 1]!, /^SELECT pg_catalog\.pg_backend_pid\(\) AS pid;/, `after ${l}`);
     });
+    assert.equal(lines.filter((l) => l === "SET lock_timeout = '120000ms';").length, 4, 'one --index-lock-timeout per build');
     assert.ok(lines.some((l) => /^INSERT INTO "h"\."tsm_migrations"/.test(l)), 'the history row');
     assert.deepEqual(lines.slice(-3), ['RESET lock_timeout;', 'RESET statement_timeout;', 'RESET idle_in_transaction_session_timeout;'], 'nothing tsm set is left on the session');
     assert.deepEqual(await catalogSnapshot(db), before, '--dry-run changed nothing');

@@ -200,9 +200,11 @@ function assertNoDuplicates(dups: Record<string, unknown> | undefined, parts: st
   const tsm = (args: string): string => command(ctx, schema, args);
   const worst = Array.isArray(dups?.worst) ? dups.worst.map(String) : [];
   const where = parts.length === 0 ? '' : `, in partition${parts.length === 1 ? '' : 's'} ${parts.map(shown).join(', ')}`;
-  throw new Error(
+  throw refusal(
     `${users} user_id${users === 1 ? ' has' : 's have'} more than one row (${String(dups?.rows)} rows in all${where}; worst: ${worst.join(', ')}): ` +
       `the unique index cannot be built; run \`${tsm('dedupe')}\` (it archives the extra rows, nothing is deleted), then \`${tsm('migrate up')}\` again`,
+    'duplicates',
+    { duplicates: { user_ids: users, rows: Number(dups?.rows ?? 0), ...(parts.length > 0 ? { partitions: parts } : {}) } },
   );
 }
 
@@ -258,10 +260,13 @@ async function dropIfInvalid(pgm: MigrationBuilder, qualified: string, err: unkn
 function duplicatesDuringBuild(err: unknown, ctx: MigrationContext | undefined, schema: string): Error | null {
   if ((err as { code?: string }).code !== '23505') return null;
   const detail = (err as { detail?: string }).detail;
-  return new Error(
-    `duplicate user_ids appeared while the index was being built${detail ? ` (${detail})` : ''}: ` +
-      `run \`${command(ctx, schema, 'dedupe')}\`, then \`${command(ctx, schema, 'migrate up')}\` again`,
-    { cause: err },
+  return Object.assign(
+    new Error(
+      `duplicate user_ids appeared while the index was being built${detail ? ` (${detail})` : ''}: ` +
+        `run \`${command(ctx, schema, 'dedupe')}\`, then \`${command(ctx, schema, 'migrate up')}\` again`,
+      { cause: err },
+    ),
+    { refusal: { code: 'duplicates', data: {} } },
   );
 }
 
@@ -768,7 +773,7 @@ async function upPartitioned(pgm: MigrationBuilder, schema: string, ctx: Migrati
   ctx?.note(
     `${top} is partitioned (${plan.leaves} ${plan.leaves === 1 ? 'partition' : 'partitions'}): the unique index is built per partition, as PostgreSQL allows without blocking writers ` +
       `(ON ONLY the parent, CONCURRENTLY per partition, ATTACH PARTITION)` +
-      (plan.leavesDone > 0 ? `; ${plan.leavesDone} of ${plan.leaves} ${plan.leavesDone === 1 ? 'partition has its' : 'partitions have their'} index attached already` : ''),
+      (plan.leavesDone > 0 ? `; ${plan.leavesDone} of ${plan.leaves} ${plan.leaves === 1 ? 'partition' : 'partitions'} ${plan.leavesDone === 1 ? 'has its' : 'have their'} index attached already` : ''),
   );
   for (const n of plan.notes) ctx?.note(n);
   for (const [i, step] of plan.steps.entries()) {

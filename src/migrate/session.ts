@@ -614,9 +614,12 @@ export class MigrateSession {
       out.set(row.pid, b);
     }
     return [...out.values()].slice(0, 5).map(({ on, ...b }) => {
-      const only = on.size === 1 && on.has(null);
-      const mode = [...on]
-        .map(([rel, modes]) => (only ? modes.join('+') : `${modes.join('+')} on ${oneLine(shownName(rel ?? table))}`))
+      if (on.size === 1 && on.has(null)) return { ...b, mode: on.get(null)!.join('+') };
+      // The same modes on several relations (a read of the parent locks every partition): said once.
+      const byModes = new Map<string, string[]>();
+      for (const [rel, modes] of on) byModes.set(modes.join('+'), [...(byModes.get(modes.join('+')) ?? []), oneLine(shownName(rel ?? table))]);
+      const mode = [...byModes]
+        .map(([modes, rels]) => `${modes} on ${rels.slice(0, 3).join(', ')}${rels.length > 3 ? ` and ${rels.length - 3} more` : ''}`)
         .join(', ');
       return { ...b, mode };
     });

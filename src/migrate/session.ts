@@ -14,9 +14,11 @@
  * the timeouts its work needs (timeouts.ts) and then checks that it still runs on the backend that
  * holds tsm's migration lock (`pg_backend_pid()`); a pooler that moved the session is refused
  * before the transaction changes anything. A migration's statements outside a transaction (its
- * catalog reads while it is built, CREATE INDEX CONCURRENTLY) run with the same timeouts set on
- * the session (inside such a checked transaction) and RESET right after the migration, so a
- * pooled server connection gets back the settings it had.
+ * catalog reads while it is built, CREATE INDEX CONCURRENTLY, a partitioned table's ON ONLY and
+ * ATTACH PARTITION steps) run with the same timeouts set on the session (inside such a checked
+ * transaction) and RESET right after the migration, so a pooled server connection gets back the
+ * settings it had; each such statement that changes something is sent right after the same
+ * backend check, and a concurrent index statement gets --index-lock-timeout around it.
  *
  * Ctrl-C (`env.signal`): no new statement starts, and the one running is cancelled on the server
  * (`pg_cancel_backend` from a second connection, repeated until the statement has stopped).

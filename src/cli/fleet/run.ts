@@ -272,7 +272,7 @@ export async function runFleetCommand(command: FleetCommand, load: Loader, ctx: 
       return { exitCode: err.exitCode, result: errorDocument(err), summary: shorter(err.message, t) };
     }
     const globals: GlobalOptions = { databaseUrl: t.conn, schema: ctx.schema, json: ctx.json, color: ctx.color, ...timeoutGlobal };
-    const tctx = makeContext(globals, { cleanups: ctx.cleanups, env: t.env, log: (line) => progress.log(`[${t.name}] ${line}`) });
+    const tctx = makeContext(globals, { cleanups: ctx.cleanups, env: t.env, log: (line) => progress.log(`[${t.name}] ${line}`), fleetTarget: t.name });
     try {
       const mod = await load();
       const r = await mod.run(tctx, { positional: args.positional, options: targetOptions(t) });

@@ -22,6 +22,8 @@ export interface Context {
   connect(): Promise<Client>;
   /** Progress and logs: stderr, never stdout. */
   log(message: string): void;
+  /** Set when the command runs as one target of a fleet (--targets): the fleet reports each target itself. */
+  readonly fleetTarget?: string;
 }
 
 export interface ContextOptions {
@@ -29,6 +31,7 @@ export interface ContextOptions {
   /** Default: cleanups that nothing signals (a command run outside main()). */
   cleanups?: Cleanups;
   log?: (message: string) => void;
+  fleetTarget?: string;
 }
 
 export function makeContext(opts: GlobalOptions, o: ContextOptions = {}): Context {
@@ -39,6 +42,7 @@ export function makeContext(opts: GlobalOptions, o: ContextOptions = {}): Contex
   const cleanups = o.cleanups ?? detachedCleanups();
   const color = opts.color !== false;
   return {
+    ...(o.fleetTarget !== undefined ? { fleetTarget: o.fleetTarget } : {}),
     json: opts.json === true,
     schema,
     color,

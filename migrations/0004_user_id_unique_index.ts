@@ -14,8 +14,10 @@
  *     running looks the same in pg_index; pg_stat_progress_create_index tells them apart, and a
  *     running build is never dropped;
  *   - lock_timeout also applies to the waits inside CREATE INDEX CONCURRENTLY: a build that times
- *     out leaves an INVALID index, which is dropped right away (and, should that drop time out as
- *     well, at the start of the next attempt) before tsm retries.
+ *     out leaves an INVALID index. tsm runs concurrent index statements under their own, longer
+ *     --index-lock-timeout and does not retry them; the leftover is left for the next `up` (a drop
+ *     now would wait for the same blocker again) and named in the error. A build that failed
+ *     otherwise (duplicates) has its leftover dropped right away.
  *
  * A partitioned telegram_sessions (relkind p): PostgreSQL refuses CREATE INDEX CONCURRENTLY on a
  * partitioned table, and a unique index there must contain every partition-key column. So:
@@ -198,9 +200,11 @@ function assertNoDuplicates(dups: Record<string, unknown> | undefined, parts: st
   const tsm = (args: string): string => command(ctx, schema, args);
   const worst = Array.isArray(dups?.worst) ? dups.worst.map(String) : [];
   const where = parts.length === 0 ? '' : `, in partition${parts.length === 1 ? '' : 's'} ${parts.map(shown).join(', ')}`;
-  throw new Error(
+  throw refusal(
     `${users} user_id${users === 1 ? ' has' : 's have'} more than one row (${String(dups?.rows)} rows in all${where}; worst: ${worst.join(', ')}): ` +
       `the unique index cannot be built; run \`${tsm('dedupe')}\` (it archives the extra rows, nothing is deleted), then \`${tsm('migrate up')}\` again`,
+    'duplicates',
+    { duplicates: { user_ids: users, rows: Number(dups?.rows ?? 0), ...(parts.length > 0 ? { partitions: parts } : {}) } },
   );
 }
 
@@ -241,10 +245,12 @@ export async function up(pgm: MigrationBuilder, ...[ctx]: [MigrationContext?]): 
 
 /**
  * After a failed CREATE INDEX CONCURRENTLY: the INVALID index it left is dropped now so nothing
- * trips over it. If this drop cannot get its lock either, the next attempt (or `up`) drops it first.
+ * trips over it. Not after a lock timeout: the drop would wait for the same blocker (as long
+ * again); the next `up` drops it first, and tsm names it in the error. Nor when the name was taken.
  */
 async function dropIfInvalid(pgm: MigrationBuilder, qualified: string, err: unknown): Promise<void> {
-  if ((err as { code?: string }).code === '42P07') return;
+  const code = (err as { code?: string }).code;
+  if (code === '42P07' || code === '55P03') return;
   const [left] = await pgm.db
     .select(`SELECT i.indisvalid AS valid FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass($1::text)`, [qualified])
     .catch(() => []);
@@ -254,10 +260,13 @@ async function dropIfInvalid(pgm: MigrationBuilder, qualified: string, err: unkn
 function duplicatesDuringBuild(err: unknown, ctx: MigrationContext | undefined, schema: string): Error | null {
   if ((err as { code?: string }).code !== '23505') return null;
   const detail = (err as { detail?: string }).detail;
-  return new Error(
-    `duplicate user_ids appeared while the index was being built${detail ? ` (${detail})` : ''}: ` +
-      `run \`${command(ctx, schema, 'dedupe')}\`, then \`${command(ctx, schema, 'migrate up')}\` again`,
-    { cause: err },
+  return Object.assign(
+    new Error(
+      `duplicate user_ids appeared while the index was being built${detail ? ` (${detail})` : ''}: ` +
+        `run \`${command(ctx, schema, 'dedupe')}\`, then \`${command(ctx, schema, 'migrate up')}\` again`,
+      { cause: err },
+    ),
+    { refusal: { code: 'duplicates', data: {} } },
   );
 }
 
@@ -764,7 +773,7 @@ async function upPartitioned(pgm: MigrationBuilder, schema: string, ctx: Migrati
   ctx?.note(
     `${top} is partitioned (${plan.leaves} ${plan.leaves === 1 ? 'partition' : 'partitions'}): the unique index is built per partition, as PostgreSQL allows without blocking writers ` +
       `(ON ONLY the parent, CONCURRENTLY per partition, ATTACH PARTITION)` +
-      (plan.leavesDone > 0 ? `; ${plan.leavesDone} of ${plan.leaves} ${plan.leavesDone === 1 ? 'partition has its' : 'partitions have their'} index attached already` : ''),
+      (plan.leavesDone > 0 ? `; ${plan.leavesDone} of ${plan.leaves} ${plan.leaves === 1 ? 'partition' : 'partitions'} ${plan.leavesDone === 1 ? 'has its' : 'have their'} index attached already` : ''),
   );
   for (const n of plan.notes) ctx?.note(n);
   for (const [i, step] of plan.steps.entries()) {

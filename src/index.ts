@@ -4,9 +4,12 @@
  */
 export { classifyError, type Classified, type ErrorCode } from './db/classify.js';
 export { maskUrl } from './db/conninfo.js';
+export { pgConfig, resolvePg, DEFAULT_CONNECT_TIMEOUT_S, type PgConfigOptions, type PgTarget } from './db/resolve.js';
 export {
   SessionStore,
   validateSaveInput,
+  DEFAULT_SAVE_TIMEOUT_MS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
   type SaveInput,
   type SaveOptions,
   type SaveResult,

@@ -60,7 +60,7 @@ describe('tsm migrate up --targets', () => {
     const t1 = byName(doc).get(`${p}_t1`)!;
     assert.deepEqual((t1.result!.steps as { name: string }[]).map((s) => s.name), SHIPPED);
     const d = byName(doc).get('dup')!;
-    assert.equal((d.result!.error as { code: string }).code, 'preflight', 'the duplicates stop the preflight');
+    assert.equal((d.result!.error as { code: string }).code, 'duplicates', 'the duplicates refusal has its own code');
     assert.match((d.result!.error as { message: string }).message, /more than one row.*tsm dedupe/);
     const c = byName(doc).get('closed')!;
     assert.equal((c.result!.error as { code: string }).code, 'connection');

@@ -31,7 +31,7 @@ describe('tsm migrate up --dry-run', () => {
     assert.match(out, /ALTER TABLE "public"\.telegram_sessions ADD COLUMN IF NOT EXISTS auth_error text, ADD COLUMN IF NOT EXISTS error_details text;/);
     assert.match(
       out,
-      /-- 0004_user_id_unique_index \(no transaction: each statement alone\)\nSET lock_timeout = '500ms';\nSET statement_timeout = 0;\nSET idle_in_transaction_session_timeout = 0;\nSET lock_timeout = '120000ms';\nCREATE UNIQUE INDEX CONCURRENTLY "telegram_sessions_user_id_unique" ON "public"\.telegram_sessions \(user_id\) WHERE user_id IS NOT NULL;\nSET lock_timeout = '500ms';\nBEGIN;\n(SET LOCAL .*\n){3}SELECT pg_catalog\.pg_backend_pid\(\) AS pid;.*\nINSERT INTO "public"\."tsm_migrations".*\nCOMMIT;\nRESET lock_timeout;\nRESET statement_timeout;\nRESET idle_in_transaction_session_timeout;\n/,
+      /-- 0004_user_id_unique_index \(no transaction: each statement alone\)\nBEGIN;\nSET lock_timeout = '500ms';\nSET statement_timeout = 0;\nSET idle_in_transaction_session_timeout = 0;\nSELECT pg_catalog\.pg_backend_pid\(\) AS pid;.*\nCOMMIT;\nSELECT pg_catalog\.pg_backend_pid\(\) AS pid;.*\nSET lock_timeout = '120000ms';\nCREATE UNIQUE INDEX CONCURRENTLY "telegram_sessions_user_id_unique" ON "public"\.telegram_sessions \(user_id\) WHERE user_id IS NOT NULL;\nSET lock_timeout = '500ms';\nBEGIN;\n(SET LOCAL .*\n){3}SELECT pg_catalog\.pg_backend_pid\(\) AS pid;.*\nINSERT INTO "public"\."tsm_migrations".*\nCOMMIT;\nRESET lock_timeout;\nRESET statement_timeout;\nRESET idle_in_transaction_session_timeout;\n/,
     );
     assert.match(out, /CREATE OR REPLACE FUNCTION "public"\.upsert_telegram_session\(/);
     assert.match(out, /ON CONFLICT \(user_id\) WHERE user_id IS NOT NULL DO UPDATE/);

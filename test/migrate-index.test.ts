@@ -37,7 +37,10 @@ describe('tsm migrate up: the unique index on user_id', () => {
     // --json: the error document on stdout (docs/output.md), the same one line on stderr.
     const j = await migrate(db.url, ['up', '--schema', 'dups', '--json']);
     assert.equal(j.code, 1);
-    assert.equal(j.json<{ ok: boolean; error: { message: string } }>().error.message, lastLine(j.stderr).slice('tsm: '.length));
+    const doc = j.json<{ ok: boolean; error: { code: string; message: string }; duplicates?: unknown }>();
+    assert.equal(doc.error.message, lastLine(j.stderr).slice('tsm: '.length));
+    assert.equal(doc.error.code, 'duplicates', 'a code a script can branch on (run tsm dedupe)');
+    assert.deepEqual(doc.duplicates, { user_ids: 3, rows: 6 });
     assert.match(lastLine(j.stderr), /^tsm: 0004_user_id_unique_index: 3 user_ids have more than one row/);
   });
 
@@ -67,7 +70,7 @@ describe('tsm migrate up: the unique index on user_id', () => {
     const dry = await migrate(db.url, ['up', '--dry-run', '--schema', 'inv']);
     assert.match(
       dry.stdout,
-      /-- telegram_sessions_user_id_unique is INVALID \(left by a failed concurrent build\): dropping it, then rebuilding\n(SET .*\n){4}DROP INDEX CONCURRENTLY IF EXISTS "inv"\."telegram_sessions_user_id_unique";\nSET lock_timeout = '500ms';\nSET lock_timeout = '120000ms';\nCREATE UNIQUE INDEX CONCURRENTLY/,
+      /\nCOMMIT;\n-- telegram_sessions_user_id_unique is INVALID \(left by a failed concurrent build\): dropping it, then rebuilding\nSELECT pg_catalog\.pg_backend_pid\(\) AS pid; .*\nSET lock_timeout = '120000ms';\nDROP INDEX CONCURRENTLY IF EXISTS "inv"\."telegram_sessions_user_id_unique";\nSET lock_timeout = '500ms';\nSELECT pg_catalog\.pg_backend_pid\(\) AS pid; .*\nSET lock_timeout = '120000ms';\nCREATE UNIQUE INDEX CONCURRENTLY/,
     );
 
     const r = await migrate(db.url, ['up', '--schema', 'inv', '--json']);

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
+import { adoptMarks, isConcurrentIndexStatement } from '../src/migrate/session.js';
 import { sourceWords, timeoutName } from '../src/migrate/timeouts.js';
 import { createTestDatabase } from './helpers/db.js';
 import { preFixSchema } from './helpers/fixtures.js';
@@ -117,5 +118,35 @@ describe('how a timeout is named (by SQLSTATE, with the source of its value)', (
     assert.equal(timeoutName(err('42501'), ctx), null);
     assert.equal(sourceWords('configuration file'), 'server setting');
     assert.equal(sourceWords('database user'), 'role setting in this database');
+  });
+});
+
+describe('which statements get --index-lock-timeout', () => {
+  it('CONCURRENTLY as the option of CREATE/DROP INDEX and REINDEX only, never a name that spells it', () => {
+    for (const yes of [
+      'CREATE UNIQUE INDEX CONCURRENTLY "i" ON "s".t (user_id)',
+      '  create index concurrently if not exists i on t (a)',
+      'DROP INDEX CONCURRENTLY IF EXISTS "s"."i"',
+      'REINDEX INDEX CONCURRENTLY "s"."i"',
+      'REINDEX (VERBOSE) TABLE CONCURRENTLY t',
+    ]) assert.equal(isConcurrentIndexStatement(yes), true, yes);
+    for (const no of [
+      // A blocking statement on a schema or index named "concurrently" must keep the short --lock-timeout.
+      'DROP INDEX IF EXISTS "concurrently"."telegram_sessions_user_id_unique"',
+      'DROP INDEX IF EXISTS "s".concurrently',
+      'CREATE UNIQUE INDEX "concurrently" ON ONLY "s"."telegram_sessions" (user_id)',
+      'CREATE UNIQUE INDEX i ON "concurrently".telegram_sessions (user_id)',
+      'ALTER INDEX "s"."p" ATTACH PARTITION "concurrently"."i"',
+      'REINDEX INDEX "concurrently"',
+    ]) assert.equal(isConcurrentIndexStatement(no), false, no);
+  });
+
+  it("tsm's marks on a statement's error survive a migration wrapping it (0004 names its step)", () => {
+    const inner = Object.assign(new Error('canceling statement due to lock timeout'), { code: '55P03', tsmConcurrent: true, tsmLockTimeoutMs: 1000, tsmUnderTsm: true });
+    const outer = Object.assign(new Error('step 4 of 9 (build i on p1): canceling statement due to lock timeout', { cause: new Error('x', { cause: inner }) }), { code: '55P03' });
+    adoptMarks(outer);
+    assert.deepEqual([(outer as { tsmConcurrent?: boolean }).tsmConcurrent, (outer as { tsmLockTimeoutMs?: number }).tsmLockTimeoutMs], [true, 1000]);
+    const ctx = { lockTimeoutMs: 500, server: null, underTsm: true, cancelledByTsm: false };
+    assert.equal(timeoutName(outer, ctx), 'lock_timeout (--index-lock-timeout 1s)');
   });
 });

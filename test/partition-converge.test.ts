@@ -51,11 +51,23 @@ describe('tsm migrate on a telegram_sessions partitioned by user_id', () => {
       ...step(8, 3),
       '-- telegram_sessions_user_id_unique becomes valid with the last attach',
     ]);
-    // Every concurrent build runs under --index-lock-timeout, every other statement under --lock-timeout.
+    // Every concurrent build runs under --index-lock-timeout, every other statement under
+    // --lock-timeout (the lock_timeout in force is followed through the SETs as they are sent), each
+    // after the backend check; each step's note comes before that check, not between it and its statement.
+    let lockTimeout: string | null = null;
+    let checked = false;
     lines.forEach((l, i) => {
-      if (l.startsWith('CREATE UNIQUE INDEX CONCURRENTLY')) assert.equal(lines[i - 1], "SET lock_timeout = '120000ms';", l);
-      if (l.startsWith('ALTER INDEX')) assert.equal(lines[i - 1], "SET lock_timeout = '500ms';", l);
+      const set = /^SET lock_timeout = '(\d+ms)';$/.exec(l);
+      if (set) lockTimeout = set[1]!;
+      if (l.startsWith('SELECT pg_catalog.pg_backend_pid() AS pid;')) checked = true;
+      if (/^(CREATE UNIQUE INDEX|ALTER INDEX)/.test(l)) {
+        assert.equal(lockTimeout, l.includes(' CONCURRENTLY ') ? '120000ms' : '500ms', l);
+        assert.ok(checked, `the backend is checked before: ${l}`);
+        checked = false;
+      }
+      if (l.startsWith('-- step ')) assert.match(lines[i + 1]!, /^SELECT pg_catalog\.pg_backend_pid\(\) AS pid;/, `after ${l}`);
     });
+    assert.equal(lines.filter((l) => l === "SET lock_timeout = '120000ms';").length, 4, 'one --index-lock-timeout per build');
     assert.ok(lines.some((l) => /^INSERT INTO "h"\."tsm_migrations"/.test(l)), 'the history row');
     assert.deepEqual(lines.slice(-3), ['RESET lock_timeout;', 'RESET statement_timeout;', 'RESET idle_in_transaction_session_timeout;'], 'nothing tsm set is left on the session');
     assert.deepEqual(await catalogSnapshot(db), before, '--dry-run changed nothing');
@@ -166,6 +178,36 @@ describe('tsm migrate on a telegram_sessions partitioned by user_id', () => {
     assert.deepEqual(await history(db, 'ml'), SHIPPED);
   });
 
+  it('down on a partitioned table under the lock-queue rules: DROP INDEX waits at most --lock-timeout per attempt, is retried, then fails naming the holder with the index intact; once the holder is gone it goes through', async () => {
+    await db.sql(partitionedPreFix('dl', 'list', 3));
+    await seedPartitioned(db, 'dl', 300);
+    assert.equal((await migrate(db.url, ['up', '--schema', 'dl'])).code, 0);
+    const holder = await db.client();
+    await holder.query('BEGIN');
+    await holder.query('SELECT count(*) FROM dl.telegram_sessions');
+    const holderPid = (await holder.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
+    const started = Date.now();
+    const r = await migrate(db.url, ['down', '3', '--schema', 'dl', '--lock-timeout', '300ms', '--lock-retries', '1']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(Date.now() - started < 30_000);
+    assert.match(r.stderr, /0004_user_id_unique_index: no lock within 300ms; retrying in \S+ \(attempt 2 of 2\)/);
+    assert.match(
+      lastLine(r.stderr),
+      new RegExp(
+        '^tsm: 0004_user_id_unique_index \\(down\\) failed: lock_timeout \\(--lock-timeout 300ms\\) in all 2 attempts over [\\d.]+m?s: .*\\(SQLSTATE 55P03\\); ' +
+          `holding locks on the table: pid ${holderPid} \\(idle in transaction, [^)]*holds AccessShareLock[^)]*\\); ` +
+          'reverted before it: 0006_harden_upsert_function, 0005_upsert_function$',
+      ),
+    );
+    assert.deepEqual(await history(db, 'dl'), SHIPPED.slice(0, 4), '0004 still applied');
+    assert.deepEqual(await coverage(db, 'dl'), { valid: true, uncovered: [] }, 'the index intact');
+    await holder.query('COMMIT');
+    const down = await migrate(db.url, ['down', '--schema', 'dl']);
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(await history(db, 'dl'), SHIPPED.slice(0, 3));
+    assert.deepEqual((await treeIndexes(db, 'dl')).filter((i) => i.name.endsWith('user_id_unique')), []);
+  });
+
   it('duplicates: up stops before anything changes, counting them across the partitions, naming the partitions and tsm dedupe', async () => {
     await db.sql(partitionedPreFix('d', 'hash', 4));
     await seedPartitioned(db, 'd', 500, { dupUsers: 3 });
@@ -184,6 +226,9 @@ describe('tsm migrate on a telegram_sessions partitioned by user_id', () => {
     );
     assert.deepEqual(await catalogSnapshot(db), before, 'nothing changed: no history table, no column, no index');
     assert.deepEqual(await rowsDigest(db, 'd'), rows);
+    const j = await migrate(db.url, ['up', '--schema', 'd', '--json']);
+    const doc = j.json<{ error: { code: string }; duplicates?: unknown }>();
+    assert.deepEqual([j.code, doc.error.code, doc.duplicates], [1, 'duplicates', { user_ids: 3, rows: 6, partitions: parts }]);
   });
 });
 

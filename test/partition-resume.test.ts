@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { createTestDatabase } from './helpers/db.js';
 import { SHIPPED, history, lastLine, migrate, stderrWatcher } from './helpers/migrate.js';
 import { coverage, partitionedPreFix, rowsDigest, seedPartitioned, treeIndexes, type Layout } from './helpers/partitioned.js';
-import { outcome, settle, waitFor } from './helpers/wait.js';
+import { outcome, settle, sleep, waitFor } from './helpers/wait.js';
 
 const db = await createTestDatabase(import.meta.url);
 const PARENT = 'telegram_sessions_user_id_unique';
@@ -123,7 +123,20 @@ describe('tsm migrate up resumes a half-built partitioned index', () => {
     const dry = await migrate(db.url, ['up', '--dry-run', '--schema', 'r5']);
     assert.match(
       dry.stdout,
-      /-- step 3 of 9: telegram_sessions_p1_user_id_unique on telegram_sessions_p1 is INVALID \(left by a failed or interrupted build\): drop it, then rebuild\nDROP INDEX CONCURRENTLY IF EXISTS "r5"\."telegram_sessions_p1_user_id_unique";\n-- step 4 of 9: build telegram_sessions_p1_user_id_unique/,
+      new RegExp(
+        [
+          'ATTACH PARTITION "r5"\\."telegram_sessions_p0_user_id_unique";',
+          '-- step 3 of 9: telegram_sessions_p1_user_id_unique on telegram_sessions_p1 is INVALID \\(left by a failed or interrupted build\\): drop it, then rebuild',
+          'SELECT pg_catalog\\.pg_backend_pid\\(\\) AS pid; .*',
+          "SET lock_timeout = '120000ms';",
+          'DROP INDEX CONCURRENTLY IF EXISTS "r5"\\."telegram_sessions_p1_user_id_unique";',
+          "SET lock_timeout = '500ms';",
+          '-- step 4 of 9: build telegram_sessions_p1_user_id_unique on partition telegram_sessions_p1 CONCURRENTLY \\(writers are not blocked\\)',
+          'SELECT pg_catalog\\.pg_backend_pid\\(\\) AS pid; .*',
+          "SET lock_timeout = '120000ms';",
+          'CREATE UNIQUE INDEX CONCURRENTLY "telegram_sessions_p1_user_id_unique" ON "r5"\\."telegram_sessions_p1" ',
+        ].join('\n'),
+      ),
     );
     await upConverges('r5');
     const now = await oidOf('r5', 'telegram_sessions_p1_user_id_unique');
@@ -223,37 +236,114 @@ describe('tsm migrate up resumes a half-built partitioned index', () => {
     assert.equal(await oidOf('r10', 'telegram_sessions_p3_user_id_unique'), p3);
   });
 
-  it('a partition build that fails within a run (no lock on that partition in time): tsm retries, resuming after the partitions already attached', async () => {
+  it('a partition build blocked by a lock on its partition waits under --index-lock-timeout, once (not --lock-timeout, no retry, no rebuild); up finishes when it is let go', async () => {
     await prepared('r11');
     const holder = await db.client();
     await holder.query('BEGIN');
     await holder.query('LOCK TABLE r11.telegram_sessions_p2 IN SHARE UPDATE EXCLUSIVE MODE');
-    const w = stderrWatcher();
-    const run = settle(migrate(db.url, ['up', '--schema', 'r11', '--lock-timeout', '300ms', '--json'], { onSpawn: w.onSpawn }));
-    await w.until((t) => /0004_user_id_unique_index: no lock within 300ms; retrying/.test(t), 60_000);
+    const run = settle(migrate(db.url, ['up', '--schema', 'r11', '--lock-timeout', '300ms', '--json'], { timeoutMs: 90_000 }));
+    await waitFor(
+      "tsm's build on telegram_sessions_p2 waiting for its lock",
+      async () =>
+        (
+          await db.sql(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tsm'
+                AND wait_event_type = 'Lock' AND query LIKE 'CREATE UNIQUE INDEX CONCURRENTLY "telegram_sessions_p2_user_id_unique"%'`,
+          )
+        ).rows[0].n === 1,
+      { timeoutMs: 60_000 },
+    );
+    await sleep(1500); // five times --lock-timeout: still the same build, waiting
     await holder.query('COMMIT');
     const r = await outcome(run);
     assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /retrying/);
     const step = (r.json().steps as { name: string; attempts: number; notes: string[] }[]).find((x) => x.name === '0004_user_id_unique_index')!;
-    assert.ok(step.attempts >= 2, `retried: ${step.attempts} attempts`);
-    assert.match(step.notes[0]!, /; 2 of 4 partitions have their index attached already$/, 'the last attempt resumed after p0 and p1');
-    assert.deepEqual(steps(step.notes), [2, 3].flatMap((p) => [
-      `build telegram_sessions_p${p}_user_id_unique on partition telegram_sessions_p${p} CONCURRENTLY (writers are not blocked)`,
-      `attach telegram_sessions_p${p}_user_id_unique to ${PARENT}`,
-    ]));
+    assert.equal(step.attempts, 1, 'one build, not retried');
+    assert.equal(steps(step.notes).length, 9);
     assert.deepEqual(await coverage(db, 'r11'), { valid: true, uncovered: [] });
     assert.deepEqual(await history(db, 'r11'), SHIPPED);
   });
 
-  it('a writer that never commits on one partition: exit 1 naming the step and the INVALID partition index left behind; after it commits, up finishes', async () => {
+  it('a partition build that times out (--index-lock-timeout): exit 1 naming the step, the option and the holder, not retried; the next up resumes after the partitions already attached', async () => {
+    await prepared('r13');
+    const holder = await db.client();
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE r13.telegram_sessions_p2 IN SHARE UPDATE EXCLUSIVE MODE');
+    const holderPid = (await holder.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
+    const started = Date.now();
+    const r = await migrate(db.url, ['up', '--schema', 'r13', '--index-lock-timeout', '1s'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(Date.now() - started < 30_000, 'one wait of about 1 s, not retries of it');
+    assert.doesNotMatch(r.stderr, /retrying/);
+    const line = lastLine(r.stderr);
+    assert.match(
+      line,
+      new RegExp(
+        '^tsm: 0004_user_id_unique_index failed: step 6 of 9 \\(build telegram_sessions_p2_user_id_unique on telegram_sessions_p2\\): ' +
+          'lock_timeout \\(--index-lock-timeout 1s\\): canceling statement due to lock timeout \\(SQLSTATE 55P03\\); ' +
+          'the next `tsm migrate up --schema r13` continues from there; ' +
+          `holding locks on the table: pid ${holderPid} \\(idle in transaction, transaction open \\d+ s, holds ShareUpdateExclusiveLock on telegram_sessions_p2\\); ` +
+          'nothing was applied$',
+      ),
+    );
+    assert.deepEqual(await history(db, 'r13'), SHIPPED.slice(0, 3), 'nothing half-applied is recorded');
+    const attached = (await treeIndexes(db, 'r13')).filter((i) => i.parent === PARENT).map((i) => i.name);
+    assert.deepEqual(attached, ['telegram_sessions_p0_user_id_unique', 'telegram_sessions_p1_user_id_unique']);
+
+    await holder.query('COMMIT');
+    const notes = await upConverges('r13');
+    assert.match(notes[0]!, /; 2 of 4 partitions have their index attached already$/, 'resumed after p0 and p1');
+    assert.deepEqual(steps(notes), [2, 3].flatMap((p) => [
+      `build telegram_sessions_p${p}_user_id_unique on partition telegram_sessions_p${p} CONCURRENTLY (writers are not blocked)`,
+      `attach telegram_sessions_p${p}_user_id_unique to ${PARENT}`,
+    ]));
+  });
+
+  it('an ATTACH that gets no lock in time (--lock-timeout) is retried within the run, which resumes after the partitions already attached', async () => {
+    await prepared('r14');
+    await db.sql(`CREATE UNIQUE INDEX hand_p2 ON r14.telegram_sessions_p2 (user_id) WHERE user_id IS NOT NULL`);
+    // Reading the partition locks its indexes (ACCESS SHARE) until the transaction ends: ATTACH
+    // PARTITION needs ACCESS EXCLUSIVE on hand_p2. No snapshot is kept between statements (READ
+    // COMMITTED), so the builds of the other partitions do not wait for this transaction.
+    const holder = await db.client();
+    await holder.query('BEGIN');
+    await holder.query('SELECT count(*) FROM r14.telegram_sessions_p2');
+    const w = stderrWatcher();
+    const run = settle(migrate(db.url, ['up', '--schema', 'r14', '--lock-timeout', '300ms', '--json'], { onSpawn: w.onSpawn, timeoutMs: 90_000 }));
+    await w.until((t) => /0004_user_id_unique_index: no lock within 300ms; retrying/.test(t), 60_000);
+    await holder.query('COMMIT');
+    const r = await outcome(run);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /step 6 of 8: telegram_sessions_p2 already has hand_p2, a valid unique index on \(user_id\): attach it/, 'the first attempt got as far as the attach');
+    const step = (r.json().steps as { name: string; attempts: number; notes: string[] }[]).find((x) => x.name === '0004_user_id_unique_index')!;
+    assert.ok(step.attempts >= 2, `retried: ${step.attempts} attempts`);
+    assert.match(step.notes[0]!, /; 2 of 4 partitions have their index attached already$/, 'the last attempt resumed after p0 and p1');
+    assert.deepEqual(steps(step.notes), [
+      `telegram_sessions_p2 already has hand_p2, a valid unique index on (user_id): attach it to ${PARENT} (no build)`,
+      'build telegram_sessions_p3_user_id_unique on partition telegram_sessions_p3 CONCURRENTLY (writers are not blocked)',
+      `attach telegram_sessions_p3_user_id_unique to ${PARENT}`,
+    ]);
+    assert.deepEqual(await coverage(db, 'r14'), { valid: true, uncovered: [] });
+    assert.deepEqual(await history(db, 'r14'), SHIPPED);
+  });
+
+  it('a writer that never commits on one partition: exit 1 after --index-lock-timeout naming the step and the INVALID partition index left behind; after it commits, up finishes', async () => {
     await prepared('r12');
     const writer = await db.client();
     await writer.query('BEGIN');
     await writer.query(`UPDATE r12.telegram_sessions_p1 SET status = status WHERE user_id IS NOT NULL`);
-    const r = await migrate(db.url, ['up', '--schema', 'r12', '--lock-timeout', '200ms'], { timeoutMs: 90_000 });
+    const started = Date.now();
+    const r = await migrate(db.url, ['up', '--schema', 'r12', '--lock-timeout', '200ms', '--index-lock-timeout', '1s'], { timeoutMs: 60_000 });
     assert.equal(r.code, 1, r.stderr);
+    assert.ok(Date.now() - started < 30_000, 'not retried');
+    assert.doesNotMatch(r.stderr, /retrying/);
     const line = lastLine(r.stderr);
-    assert.match(line, /^tsm: 0004_user_id_unique_index failed: step \d+ of \d+ \((build|drop) telegram_sessions_p1_user_id_unique on telegram_sessions_p1\): canceling statement due to lock timeout; /);
+    assert.match(
+      line,
+      /^tsm: 0004_user_id_unique_index failed: step 4 of 9 \(build telegram_sessions_p1_user_id_unique on telegram_sessions_p1\): lock_timeout \(--index-lock-timeout 1s\): canceling statement due to lock timeout \(SQLSTATE 55P03\); /,
+    );
+    assert.match(line, /holds (AccessShareLock on telegram_sessions, )?RowExclusiveLock on telegram_sessions_p1\)/, 'the writer is named, with the partition it locks');
     assert.match(line, /INVALID index left behind: telegram_sessions_p1_user_id_unique \(the next `tsm migrate up --schema r12` drops and rebuilds it\)/);
     assert.doesNotMatch(line, new RegExp(`INVALID index left behind: [^;]*${PARENT}`), 'the parent index is not a leftover: the next up completes it');
     assert.deepEqual(await history(db, 'r12'), SHIPPED.slice(0, 3));

@@ -24,6 +24,7 @@ describe('tsm bench', () => {
       const j = r.json();
       assert.equal(j.via, via);
       assert.equal(j.clients, 3);
+      assert.equal(j.warmup_s, 1, 'the default warm-up');
       assert.ok(j.duration_s >= 1 && j.duration_s < 3, `duration ${j.duration_s}`);
       assert.ok(j.calls > 50, `calls ${j.calls}`);
       assert.deepEqual(j.errors, {});
@@ -41,7 +42,8 @@ describe('tsm bench', () => {
   it('human output', async () => {
     const r = await runTsm(['bench', '-d', db.url, '--clients', '1', '--duration', '500ms', '--users', '10']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /1 client × 0\.5 s, upserts over 10 user ids, 800-character sessions/);
+    // The clock stops when the last call returns: a little over 0.5 s on a loaded machine.
+    assert.match(r.stdout, /1 client × 0\.\d+ s \(after 1 s of warm-up\), upserts over 10 user ids, 800-character sessions/);
     assert.match(r.stdout, /throughput: [\d,.]+ calls\/s/);
     assert.match(r.stdout, /latency: +p50 [\d.]+ ms, p95 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms/);
     assert.match(r.stdout, /\nok: every call succeeded\n$/);
@@ -55,6 +57,13 @@ describe('tsm bench', () => {
     assert.deepEqual(Object.keys(j.errors), ['missing_upsert_function']);
     assert.equal(j.errors.missing_upsert_function, j.calls);
     assert.equal(j.calls_per_second, 0);
+    // Never a silent code: the SQLSTATE and the server's message come with it.
+    assert.equal(j.error_details.missing_upsert_function.sqlstate, '42883');
+    assert.match(j.error_details.missing_upsert_function.message, /upsert_telegram_session/);
+    const h = await runTsm(['bench', '-d', db.url, '--schema', 'prefix', '--clients', '1', '--duration', '200ms']);
+    assert.equal(h.code, 1);
+    assert.match(h.stdout, /missing_upsert_function: 42883: .*upsert_telegram_session/);
+    assert.match(h.stdout, /remedy: tsm migrate up --schema prefix/);
   });
 
   it('Ctrl-C mid-run: exit 130, its rows removed', async () => {
@@ -80,6 +89,8 @@ describe('tsm bench', () => {
     [['--duration', '50ms'], /--duration: '50ms' is out of range/],
     [['--users', '0'], /--users: 0 is out of range/],
     [['--length', '1e3'], /--length: '1e3' is not a whole number/],
+    [['--warmup', 'soon'], /--warmup: 'soon' is not a duration/],
+    [['--warmup', '11m'], /--warmup: '11m' is out of range/],
   ];
   for (const [args, message] of bad) {
     it(`usage: ${args.join(' ')} → exit 2`, async () => {

@@ -21,10 +21,15 @@ const testRows = async (schema = 'public'): Promise<number> =>
 const NO_SESSION = /[A-Za-z0-9+/]{40,}/;
 
 function assertShape(j: TestWriteJson): void {
-  assert.deepEqual(Object.keys(j), ['ok', 'database', 'via', 'results', 'race'], 'ok first (docs/output.md)');
+  assert.deepEqual(
+    Object.keys(j),
+    ['ok', 'database', 'via', 'prepared_statements', 'results', 'race', 'race_details', 'remedies', 'server_timeouts'],
+    'ok first (docs/output.md)',
+  );
+  assert.deepEqual(Object.keys(j.server_timeouts), ['lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout']);
   for (const r of j.results) {
     const keys = Object.keys(r);
-    assert.deepEqual(keys.filter((k) => k !== 'code'), ['length', 'insert', 'update', 'readback', 'ms', 'ok']);
+    assert.deepEqual(keys.filter((k) => !['code', 'sqlstate', 'detail'].includes(k)), ['length', 'insert', 'update', 'readback', 'ms', 'ok']);
     assert.equal(typeof r.ms, 'number');
   }
   assert.deepEqual(Object.keys(j.race), ['concurrency', 'rounds', 'calls', 'errors', 'rows_left', 'ok']);

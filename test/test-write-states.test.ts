@@ -61,7 +61,7 @@ describe('tsm test-write on the incident pre-fix schema', () => {
     const h = await runTsm(['test-write', '-d', db.url, '--schema', 'prefix', '--via', 'statement', '--lengths', '800', '--rounds', '1']);
     assert.equal(h.code, 1);
     assert.match(h.stdout, /missing_unique_index \(42P10\)/);
-    assert.match(h.stdout, /missing_unique_index: length 800: there is no unique or exclusion constraint matching the ON CONFLICT specification/);
+    assert.match(h.stdout, /missing_unique_index: length 800: 42P10: there is no unique or exclusion constraint matching the ON CONFLICT specification/);
     assert.match(h.stdout, /remedy: tsm migrate up --schema prefix \(builds the unique index/);
     await foreignIntact('prefix');
   });

@@ -24,6 +24,8 @@ export interface Context {
   log(message: string): void;
   /** stderr is a terminal this command may draw a live progress line on (not under tsm demo, which draws its own). */
   readonly interactive: boolean;
+  /** Set when the command runs as one target of a fleet (--targets): the fleet reports each target itself. */
+  readonly fleetTarget?: string;
 }
 
 export interface ContextOptions {
@@ -31,6 +33,7 @@ export interface ContextOptions {
   /** Default: cleanups that nothing signals (a command run outside main()). */
   cleanups?: Cleanups;
   log?: (message: string) => void;
+  fleetTarget?: string;
 }
 
 export function makeContext(opts: GlobalOptions, o: ContextOptions = {}): Context {
@@ -41,6 +44,7 @@ export function makeContext(opts: GlobalOptions, o: ContextOptions = {}): Contex
   const cleanups = o.cleanups ?? detachedCleanups();
   const color = opts.color !== false;
   return {
+    ...(o.fleetTarget !== undefined ? { fleetTarget: o.fleetTarget } : {}),
     json: opts.json === true,
     schema,
     color,

@@ -4,8 +4,45 @@
  */
 import { qualify } from '../db/ident.js';
 import { tsmCommand } from '../report/shell.js';
+import { describeSetting, type ServerTimeouts, type TimeoutSetting } from './test-rows.js';
 
-export function remedyFor(code: string, schema: string, sqlstate?: string | null): string {
+/** A setting as SHOW prints it ('0', '1ms', '200ms', '5s', '1min', '2h', '1d') in ms; NaN when unreadable. */
+export function settingMs(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?$/.exec(value.trim());
+  if (!m) return NaN;
+  const unit: Record<string, number> = { us: 0.001, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
+  return Number(m[1]) * unit[m[2] ?? 'ms']!;
+}
+
+/** How to undo a setting where it was set (the role's, the database's, the server's). */
+function resetHint(name: string, s: TimeoutSetting): string {
+  switch (s.source) {
+    case 'user':
+      return `ALTER ROLE CURRENT_USER RESET ${name}; (or ALTER ROLE CURRENT_USER SET ${name} = '5s';)`;
+    case 'database user':
+      return `ALTER ROLE CURRENT_USER IN DATABASE <db> RESET ${name};`;
+    case 'database':
+      return `ALTER DATABASE <db> RESET ${name};`;
+    case 'configuration file':
+      return `raise ${name} in postgresql.conf (or set it per role: ALTER ROLE … SET ${name} = '5s')`;
+    default:
+      return `raise ${name} where it is set (${s.source})`;
+  }
+}
+
+/**
+ * " (lock_timeout = 1ms, set for the role (ALTER ROLE … SET))" — the timeout that fired and where
+ * it came from, for the line that reports the failure; '' for other codes.
+ */
+export function timeoutNote(code: string, sqlstate: string | null, timeouts?: ServerTimeouts): string {
+  if (code === 'statement_timeout' && sqlstate === null) return " (SessionStore's own deadline, saveTimeoutMs: the server did not answer in time)";
+  if (!timeouts) return '';
+  if (code === 'lock_timeout' && timeouts.lock_timeout.value !== '0') return ` (${describeSetting('lock_timeout', timeouts.lock_timeout)})`;
+  if (code === 'statement_timeout' && timeouts.statement_timeout.value !== '0') return ` (${describeSetting('statement_timeout', timeouts.statement_timeout)})`;
+  return '';
+}
+
+export function remedyFor(code: string, schema: string, sqlstate?: string | null, timeouts?: ServerTimeouts): string {
   const table = qualify(schema, 'telegram_sessions');
   const fn = qualify(schema, 'upsert_telegram_session');
   const up = tsmCommand(schema, 'migrate up');
@@ -41,8 +78,29 @@ export function remedyFor(code: string, schema: string, sqlstate?: string | null
     case 'read_only':
       return 'this server (or role) is read-only: connect to the primary (after a failover, check the URL)';
     case 'lock_timeout':
-    case 'statement_timeout':
-      return `a long transaction holds a lock on ${table}: SELECT pid, state, xact_start, query FROM pg_stat_activity WHERE wait_event_type = 'Lock' OR state = 'idle in transaction';`;
+    case 'statement_timeout': {
+      const blockers = `SELECT pid, state, xact_start, query FROM pg_stat_activity WHERE wait_event_type = 'Lock' OR state = 'idle in transaction';`;
+      if (code === 'statement_timeout' && sqlstate === null) {
+        return `the save got no answer within the store's deadline: check that the server is up and not blocked (a transaction holding a lock on ${table}: ${blockers})`;
+      }
+      const name = code;
+      const setting = timeouts?.[name];
+      const ms = setting ? settingMs(setting.value) : NaN;
+      if (setting && ms > 0) {
+        const what = describeSetting(name, setting);
+        if (name === 'lock_timeout' && ms < 1000) {
+          return `${what}: a save that waits longer for a row lock is cancelled, and concurrent saves of one user always wait for each other's row lock; raise it for the application's role: ${resetHint(name, setting)}`;
+        }
+        if (name === 'statement_timeout' && ms < 5000) {
+          return `${what}: a save that takes longer is cancelled (long sessions and waits for a row lock take longer); raise it for the application's role: ${resetHint(name, setting)}`;
+        }
+        return `${what} fired: a transaction held a lock on ${table} longer than that: ${blockers}`;
+      }
+      if (code === 'statement_timeout') return `the statement was cancelled (pg_cancel_backend, or a statement_timeout set by the session): ${blockers}`;
+      return `a long transaction holds a lock on ${table}: ${blockers}`;
+    }
+    case 'prepared_statement_conflict':
+      return 'a transaction-mode pooler (PgBouncer before 1.21, RDS Proxy, Supavisor) mixed server connections under a named prepared statement; tsm retries unnamed by itself, and --no-prepare starts that way';
     case 'serialization_failure':
       return 'concurrent transactions conflicted even after retries: lower --concurrency, check default_transaction_isolation';
     case 'too_many_connections':
@@ -53,6 +111,9 @@ export function remedyFor(code: string, schema: string, sqlstate?: string | null
       if (sqlstate === '42P01') return `telegram_sessions does not exist in this schema: ${up} (or pass --schema)`;
       if (sqlstate === 'P0003') return `several rows for one user id (the function's UPDATE … INTO found more than one): ${dedupe}, then ${up}`;
       if (sqlstate === '3F000') return `the schema does not exist: ${up} creates it (or pass --schema)`;
+      if (sqlstate === '23514') {
+        return `a CHECK constraint or the partition bounds of ${table} reject the row (a LIST-partitioned table needs a DEFAULT partition for user ids it does not list; the test user ids start with 'tsm-test:')`;
+      }
       return `see the error above; ${doctor} checks the whole schema`;
   }
 }

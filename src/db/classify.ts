@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'serialization_failure'
   | 'too_many_connections'
   | 'connection_error'
+  | 'prepared_statement_conflict'
   | 'database_error';
 
 export interface Classified {
@@ -48,6 +49,11 @@ const BY_SQLSTATE: Record<string, [ErrorCode, boolean]> = {
   '57P01': ['connection_error', true],
   '57P02': ['connection_error', true],
   '57P03': ['connection_error', true],
+  // A transaction-mode pooler (PgBouncer < 1.21, RDS Proxy, Supavisor) mixing server connections
+  // under named prepared statements: "already exists" / "does not exist". The statement never ran;
+  // SessionStore retries it unnamed by itself, so nothing here is worth a blind retry.
+  '42P05': ['prepared_statement_conflict', false],
+  '26000': ['prepared_statement_conflict', false],
 };
 
 const SOCKET_CODES = new Set([
@@ -70,6 +76,7 @@ const SOCKET_CODES = new Set([
 const DRIVER_CONNECTION_MESSAGES = [
   'Connection terminated',
   'connection timeout',
+  'timeout expired',
   'timeout exceeded when trying to connect',
   'Client has encountered a connection error',
   'Client was closed and is not queryable',

@@ -147,37 +147,15 @@ async function planOne(session: MigrateSession, step: LoadedStep, opts: DryRunOp
       const onNote = (): void => void directBefore.push(direct.length);
       const built = await buildMigration(mod, 'up', file.name, recording, migrationContext(session.schema, planned.notes, { onNote, dryRun: true }), step.shorthands);
       planned.transaction = built.transaction;
-      const script = planScript(session.schema, built, direct, 'up', file, opts.lockTimeoutMs, opts.indexLockTimeoutMs);
+      const { script, directAt, afterDirect } = planScript(session.schema, built, direct, 'up', file, opts.lockTimeoutMs, opts.indexLockTimeoutMs);
       planned.sql = script.map(show);
-      planned.note_before = directBefore.map((d) => scriptIndexOfDirect(script, direct, d));
+      // A note goes before the statement it explains, with what tsm sends for that statement (its
+      // backend check, its lock_timeout), and after what the statement before it sent to finish.
+      planned.note_before = directBefore.map((d) => (direct.length === 0 ? 0 : (directAt[d] ?? afterDirect)));
     });
   } catch (err) {
     if (err instanceof Interrupted) throw err;
     planned.would_stop = errorText(err);
   }
   return planned;
-}
-
-/**
- * Where the `d`-th direct statement starts in the planned script (its length when `d` is past the
- * last): a direct statement may be wrapped by the timeouts tsm sets around it, so positions are
- * found by text, in order.
- */
-function scriptIndexOfDirect(script: Statement[], direct: string[], d: number): number {
-  let from = 0;
-  for (let i = 0; i <= d && i < direct.length; i++) {
-    const at = script.findIndex((s, k) => k >= from && s.text === direct[i]);
-    if (at < 0) return script.length;
-    if (i === d) {
-      // Settings tsm sends just before the statement belong to it: the note goes before them.
-      let start = at;
-      while (start > from && /^(SET|RESET) /.test(script[start - 1]!.text)) start--;
-      return start;
-    }
-    from = at + 1;
-  }
-  // After every direct statement: before what follows the last one (its RESETs belong to it).
-  let end = from;
-  while (end < script.length && /^RESET /.test(script[end]!.text)) end++;
-  return direct.length === 0 ? 0 : end;
 }

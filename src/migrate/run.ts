@@ -177,12 +177,31 @@ async function failureMessage(session: MigrateSession, opts: RunOptions, result:
   } else {
     const attempts = (err as { tsmAttempts?: number }).tsmAttempts ?? 1;
     const over = isLockFailure(err) && attempts > 1 ? ` in all ${attempts} attempts over ${fmtMs(Math.round(ms / 100) * 100)}` : '';
-    what = `${named}${over}: ${oneLine(c.message.split('\n')[0] ?? '')} (SQLSTATE ${c.sqlstate})`;
+    const server = c.message.split('\n')[0] ?? '';
+    const inner = serverLine(err);
+    // A migration that wrapped the server's error to say where it happened (0004: "step 4 of 9
+    // (build …): <server message>; …"): the timeout is named right before the server's words.
+    what =
+      inner !== null && inner !== server && server.includes(inner)
+        ? oneLine(server.replace(inner, `${named}${over}: ${inner} (SQLSTATE ${c.sqlstate})`))
+        : `${named}${over}: ${oneLine(server)} (SQLSTATE ${c.sqlstate})`;
   }
   let text = `${name}${opts.direction === 'down' ? ' (down)' : ''} failed: ${what}`;
   if (isLockFailure(err)) text += describeBlockers(await session.tableBlockers().catch(() => []));
   text += await leftoverText(session, result.schema);
   return text + doneText;
+}
+
+/** The first line of the innermost error in a `cause` chain (the server's own words), or null. */
+function serverLine(err: unknown): string | null {
+  let e: unknown = err;
+  for (let depth = 0; depth < 10; depth++) {
+    const cause = e !== null && typeof e === 'object' ? (e as { cause?: unknown }).cause : undefined;
+    if (cause === undefined || cause === null) break;
+    e = cause;
+  }
+  if (e === err || !(e instanceof Error)) return null;
+  return e.message.split('\n')[0] ?? null;
 }
 
 /** "; INVALID index left behind: … (the next `tsm migrate up` drops and rebuilds it)", or ''. */

@@ -14,9 +14,11 @@
  * the timeouts its work needs (timeouts.ts) and then checks that it still runs on the backend that
  * holds tsm's migration lock (`pg_backend_pid()`); a pooler that moved the session is refused
  * before the transaction changes anything. A migration's statements outside a transaction (its
- * catalog reads while it is built, CREATE INDEX CONCURRENTLY) run with the same timeouts set on
- * the session (inside such a checked transaction) and RESET right after the migration, so a
- * pooled server connection gets back the settings it had.
+ * catalog reads while it is built, CREATE INDEX CONCURRENTLY, a partitioned table's ON ONLY and
+ * ATTACH PARTITION steps) run with the same timeouts set on the session (inside such a checked
+ * transaction) and RESET right after the migration, so a pooled server connection gets back the
+ * settings it had; each such statement that changes something is sent right after the same
+ * backend check, and a concurrent index statement gets --index-lock-timeout around it.
  *
  * Ctrl-C (`env.signal`): no new statement starts, and the one running is cancelled on the server
  * (`pg_cancel_backend` from a second connection, repeated until the statement has stopped).
@@ -105,39 +107,68 @@ export function poolerRefusal(detail: string): UsageError {
   return new UsageError(`${detail}: this URL ${POOLER_ADVICE}`, { code: 'transaction_pooler', data: { pooling: 'transaction' } });
 }
 
-/** A statement that runs CONCURRENTLY (never inside a transaction): it gets --index-lock-timeout. */
+/**
+ * A statement that runs CONCURRENTLY (never inside a transaction): it gets --index-lock-timeout.
+ * CONCURRENTLY must be the option of the command itself (`CREATE [UNIQUE] INDEX CONCURRENTLY`,
+ * `DROP INDEX CONCURRENTLY`, `REINDEX [(…)] INDEX|TABLE|… CONCURRENTLY`), not a word anywhere in
+ * the text: a schema or index named "concurrently" must not give a blocking DROP INDEX the long
+ * timeout that only a non-blocking statement may have.
+ */
 export function isConcurrentIndexStatement(text: string): boolean {
-  return /^\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX)\b[^;]*\bCONCURRENTLY\b/i.test(text);
+  return /^\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY|DROP\s+INDEX\s+CONCURRENTLY|REINDEX\s*(?:\([^)]*\)\s*)?(?:INDEX|TABLE|SCHEMA|DATABASE|SYSTEM)\s+CONCURRENTLY)\b/i.test(
+    text,
+  );
 }
 
-/** The lock_timeout around a concurrent index statement, as sent (shown by --dry-run). */
-export function aroundConcurrent(text: string, lockTimeoutMs: number, indexLockTimeoutMs: number): Statement[] {
+/** The check tsm makes before its work: still the backend that holds the migration lock? */
+const GUARD: Statement = { text: 'SELECT pg_catalog.pg_backend_pid() AS pid', values: [] };
+
+/**
+ * One statement of a migration outside a transaction, as sent: first the backend check (a pooler
+ * that moved the session is refused before the statement runs); a concurrent index statement then
+ * gets --index-lock-timeout, and after it the session's lock_timeout is --lock-timeout again.
+ */
+export function aroundDirect(text: string, lockTimeoutMs: number, indexLockTimeoutMs: number): Statement[] {
+  if (!isConcurrentIndexStatement(text)) return [GUARD, { text, values: [] }];
   return [
+    GUARD,
     { text: `SET lock_timeout = '${Math.trunc(indexLockTimeoutMs)}ms'`, values: [] },
     { text, values: [] },
     { text: `SET lock_timeout = '${Math.trunc(lockTimeoutMs)}ms'`, values: [] },
   ];
 }
 
-/** The check each tsm transaction starts with: still the backend that holds the migration lock? */
-const GUARD = 'SELECT pg_catalog.pg_backend_pid() AS pid';
-
 /** How each transaction tsm opens starts: BEGIN, its timeouts (SET LOCAL), the backend check. */
 export function transactionStart(lockTimeoutMs: number, readOnly = false): Statement[] {
-  return [
-    { text: readOnly ? 'BEGIN READ ONLY' : 'BEGIN', values: [] },
-    ...setLocal(lockTimeoutMs),
-    { text: GUARD, values: [] },
-  ];
+  return [{ text: readOnly ? 'BEGIN READ ONLY' : 'BEGIN', values: [] }, ...setLocal(lockTimeoutMs), GUARD];
 }
 
 const COMMIT: Statement = { text: 'COMMIT', values: [] };
 
 /**
+ * tsm's timeouts on the session, for a migration that runs statements outside a transaction: SET
+ * inside a transaction that checks the backend first, so that a session a pooler moved is refused
+ * (ROLLBACK) without leaving the settings on a connection that is not tsm's.
+ */
+export function sessionStart(lockTimeoutMs: number): Statement[] {
+  return [{ text: 'BEGIN', values: [] }, ...setSession(lockTimeoutMs), GUARD, COMMIT];
+}
+
+export interface PlannedScript {
+  /** The statements in order, as they are sent. */
+  script: Statement[];
+  /** Where each direct statement's group (its backend check, its timeout) starts in `script`. */
+  directAt: number[];
+  /** Where what follows the last direct statement's group starts. */
+  afterDirect: number;
+}
+
+/**
  * The statements that apply a built migration, in order, as they are sent. `direct` are the
  * statements the migration ran itself while it was built (pgm.db.query: CREATE INDEX
- * CONCURRENTLY); they and a non-transactional migration's statements run with tsm's timeouts on
- * the session, RESET afterwards.
+ * CONCURRENTLY, ALTER INDEX … ATTACH PARTITION); they and a non-transactional migration's
+ * statements run with tsm's timeouts on the session, each after the backend check, and the
+ * session's timeouts are RESET afterwards.
  */
 export function planScript(
   schema: string,
@@ -147,18 +178,39 @@ export function planScript(
   file: MigrationFile,
   lockTimeoutMs: number,
   indexLockTimeoutMs: number,
-): Statement[] {
-  const alone = (text: string): Statement[] =>
-    isConcurrentIndexStatement(text) ? aroundConcurrent(text, lockTimeoutMs, indexLockTimeoutMs) : [{ text, values: [] }];
+): PlannedScript {
+  const alone = (text: string): Statement[] => aroundDirect(text, lockTimeoutMs, indexLockTimeoutMs);
   const mark = markSql(schema, direction, file.name, file.checksum);
   const outside = !built.transaction || direct.length > 0;
-  const out: Statement[] = [];
-  if (outside) out.push(...setSession(lockTimeoutMs));
-  out.push(...direct.flatMap(alone));
-  if (built.transaction) out.push(...transactionStart(lockTimeoutMs), ...built.statements.map((text) => ({ text, values: [] })), mark, COMMIT);
-  else out.push(...built.statements.flatMap(alone), ...transactionStart(lockTimeoutMs), mark, COMMIT);
-  if (outside) out.push(...RESET_SESSION);
-  return out;
+  const script: Statement[] = [];
+  const directAt: number[] = [];
+  if (outside) script.push(...sessionStart(lockTimeoutMs));
+  for (const text of direct) {
+    directAt.push(script.length);
+    script.push(...alone(text));
+  }
+  const afterDirect = script.length;
+  if (built.transaction) script.push(...transactionStart(lockTimeoutMs), ...built.statements.map((text) => ({ text, values: [] })), mark, COMMIT);
+  else script.push(...built.statements.flatMap(alone), ...transactionStart(lockTimeoutMs), mark, COMMIT);
+  if (outside) script.push(...RESET_SESSION);
+  return { script, directAt, afterDirect };
+}
+
+/**
+ * tsm's marks on an error (set where the statement ran), found also when a migration wrapped the
+ * error in its own (`new Error(…, { cause })`, as 0004 does to name its step): copied onto the
+ * outer error, so retries and messages see them.
+ */
+const MARKS = ['tsmConcurrent', 'tsmLockTimeoutMs', 'tsmUnderTsm'] as const;
+export function adoptMarks(err: unknown): unknown {
+  if (err === null || typeof err !== 'object') return err;
+  const outer = err as Record<string, unknown>;
+  let inner: unknown = (err as { cause?: unknown }).cause;
+  for (let depth = 0; inner !== null && typeof inner === 'object' && depth < 10; depth++) {
+    for (const m of MARKS) if (!(m in outer) && m in inner) outer[m] = (inner as Record<string, unknown>)[m];
+    inner = (inner as { cause?: unknown }).cause;
+  }
+  return err;
 }
 
 export interface Blocker {
@@ -270,24 +322,32 @@ export class MigrateSession {
   }
 
   /**
-   * A migration's own statement outside a transaction: a concurrent index statement runs with
-   * --index-lock-timeout (then the session's lock_timeout is tsm's again); its errors are marked so
-   * that a lock timeout is named with that option and not retried (it already waited long).
+   * A statement of a migration, reporting its progress when it builds an index and the caller asked
+   * for progress (progress.ts): CREATE INDEX CONCURRENTLY on a partition, REINDEX, and an index a
+   * migration builds inside its transaction alike. Polled on a second connection, for this backend.
    */
-  /** Runs an index build, reporting its progress when the caller asked for it (progress.ts). */
-  private async watched<T>(text: string, run: () => Promise<T>): Promise<T> {
+  private async watched(text: string, values?: unknown[]): Promise<QueryResult> {
     const listener = this.env.progress;
-    if (!listener || !isIndexBuild(text)) return run();
-    this.pid ??= await backendPid(this.client);
-    return withIndexProgress({ connect: () => this.env.connect(), pid: this.pid, listener, intervalMs: this.env.progressIntervalMs }, run);
+    if (!listener || !isIndexBuild(text)) return this.query(text, values);
+    this.pid ??= this.lockedPid ?? (await backendPid(this.client));
+    return withIndexProgress({ connect: () => this.env.connect(), pid: this.pid, listener, intervalMs: this.env.progressIntervalMs }, () =>
+      this.query(text, values),
+    );
   }
 
+  /**
+   * A migration's own statement outside a transaction (aroundDirect): after the backend check; a
+   * concurrent index statement runs with --index-lock-timeout (then the session's lock_timeout is
+   * tsm's again), and its errors are marked so that a lock timeout is named with that option and
+   * not retried (it already waited long).
+   */
   private async statement(text: string, values?: unknown[]): Promise<QueryResult> {
-    if (!isConcurrentIndexStatement(text)) return this.query(text, values);
-    const [before, , after] = aroundConcurrent(text, this.opts.lockTimeoutMs, this.opts.indexLockTimeoutMs);
+    if (this.lockedPid !== null) await this.checkPid(Number((await this.query(GUARD.text)).rows[0]?.pid), 'statement');
+    if (!isConcurrentIndexStatement(text)) return this.watched(text, values);
+    const [, before, , after] = aroundDirect(text, this.opts.lockTimeoutMs, this.opts.indexLockTimeoutMs);
     await this.query(before!.text);
     try {
-      return await this.watched(text, () => this.query(text, values));
+      return await this.watched(text, values);
     } catch (err) {
       if (err !== null && typeof err === 'object') Object.assign(err, { tsmConcurrent: true, tsmLockTimeoutMs: this.opts.indexLockTimeoutMs });
       throw err;
@@ -330,11 +390,11 @@ export class MigrateSession {
     await this.checkPid(Number(r.rows[0]?.pid));
   }
 
-  private async checkPid(pid: number): Promise<void> {
+  private async checkPid(pid: number, what: 'transaction' | 'statement' = 'transaction'): Promise<void> {
     const expected = this.lockedPid ?? this.server.state.backendPid;
     if (pid === expected) return;
-    await this.client.query('ROLLBACK').catch(() => {});
-    throw poolerRefusal(`this session started on backend pid ${expected}, and a later transaction ran on pid ${pid}`);
+    if (what === 'transaction') await this.client.query('ROLLBACK').catch(() => {});
+    throw poolerRefusal(`this session started on backend pid ${expected}, and a later ${what} ran on pid ${pid}`);
   }
 
   /** Ends a tsm transaction (COMMIT); ROLLBACK on failure is the caller's `rollback()`. */
@@ -349,7 +409,7 @@ export class MigrateSession {
 
   /** tsm's timeouts on the session (inside a checked transaction), for statements outside a transaction. */
   private async setSessionTimeouts(): Promise<void> {
-    const r = await this.queryAll([{ text: 'BEGIN', values: [] }, ...setSession(this.opts.lockTimeoutMs), { text: GUARD, values: [] }]);
+    const r = await this.queryAll(sessionStart(this.opts.lockTimeoutMs).slice(0, -1));
     await this.checkPid(Number(r.rows[0]?.pid));
     await this.commit();
     this.tsmSession = true;
@@ -469,7 +529,7 @@ export class MigrateSession {
         if (built.transaction) {
           await this.inTransaction(false, async () => {
             this.phase = 'transaction';
-            for (const text of body) await this.query(text);
+            for (const text of body) await this.watched(text);
             await this.query(mark.text, mark.values);
           });
         } else {
@@ -479,7 +539,9 @@ export class MigrateSession {
         return notes;
       } catch (err) {
         await this.rollback();
-        throw err;
+        // A migration may wrap a statement's error in its own (0004 names its step): tsm's marks
+        // (a concurrent statement's lock timeout is not retried) must survive that.
+        throw adoptMarks(err);
       } finally {
         await this.resetSessionTimeouts();
       }
@@ -517,24 +579,52 @@ export class MigrateSession {
   }
 
   /**
-   * Other sessions of this database holding a lock on the table (never their query text: it may
-   * hold a session string). Used to say who blocked a migration when its lock_timeout retries ran out.
+   * Other sessions of this database holding a lock on the table, on one of its partitions, or on
+   * one of their indexes (never their query text: it may hold a session string). Used to say who
+   * blocked a migration when its lock_timeout ran out.
    */
   async tableBlockers(table = 'telegram_sessions'): Promise<Blocker[]> {
-    const r = await this.client.query<Blocker>(
-      `SELECT l.pid, string_agg(DISTINCT l.mode, '+') AS mode, a.state,
+    const r = await this.client.query<{ pid: number; mode: string; relname: string | null; is_index: boolean; state: string | null; xact_seconds: number | null }>(
+      `WITH root AS (SELECT pg_catalog.to_regclass($1::text) AS oid),
+            rels AS (SELECT root.oid AS relid FROM root
+                     UNION SELECT t.relid FROM root, pg_catalog.pg_partition_tree(root.oid) t),
+            watched AS (SELECT relid FROM rels UNION SELECT i.indexrelid FROM pg_catalog.pg_index i JOIN rels ON rels.relid = i.indrelid)
+       SELECT l.pid, l.mode, CASE WHEN l.relation <> (SELECT oid FROM root) THEN c.relname::text END AS relname,
+              c.relkind IN ('i', 'I') AS is_index, a.state,
               round(extract(epoch FROM now() - a.xact_start))::int AS xact_seconds
          FROM pg_catalog.pg_locks l
+         JOIN watched w ON w.relid = l.relation
+         LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation
          LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
           AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-          AND l.relation = pg_catalog.to_regclass($1::text)
-        GROUP BY l.pid, a.state, a.xact_start
-        ORDER BY a.xact_start NULLS LAST
-        LIMIT 5`,
+        ORDER BY a.xact_start NULLS LAST, l.pid, c.relname NULLS FIRST, l.mode`,
       [qualify(this.schema, table)],
     );
-    return r.rows;
+    // A session's locks on indexes are named only when it holds none on a table (a lock on a
+    // partition's index is what blocks ATTACH PARTITION; reading a table locks its indexes too).
+    const onTables = new Set(r.rows.filter((x) => !x.is_index).map((x) => x.pid));
+    // Modes per relation: "AccessShareLock" (the table alone), or "AccessShareLock on
+    // telegram_sessions, RowExclusiveLock on telegram_sessions_p1".
+    const out = new Map<number, Blocker & { on: Map<string | null, string[]> }>();
+    for (const row of r.rows) {
+      if (row.is_index && onTables.has(row.pid)) continue;
+      const b = out.get(row.pid) ?? { pid: row.pid, mode: '', state: row.state, xact_seconds: row.xact_seconds, on: new Map<string | null, string[]>() };
+      const modes = b.on.get(row.relname) ?? [];
+      if (!modes.includes(row.mode)) modes.push(row.mode);
+      b.on.set(row.relname, modes);
+      out.set(row.pid, b);
+    }
+    return [...out.values()].slice(0, 5).map(({ on, ...b }) => {
+      if (on.size === 1 && on.has(null)) return { ...b, mode: on.get(null)!.join('+') };
+      // The same modes on several relations (a read of the parent locks every partition): said once.
+      const byModes = new Map<string, string[]>();
+      for (const [rel, modes] of on) byModes.set(modes.join('+'), [...(byModes.get(modes.join('+')) ?? []), oneLine(shownName(rel ?? table))]);
+      const mode = [...byModes]
+        .map(([modes, rels]) => `${modes} on ${rels.slice(0, 3).join(', ')}${rels.length > 3 ? ` and ${rels.length - 3} more` : ''}`)
+        .join(', ');
+      return { ...b, mode };
+    });
   }
 
   /**

@@ -3,7 +3,10 @@
  * - `function`: `SELECT <schema>.upsert_telegram_session($1 … $7)`, the fixed schema's function;
  * - `statement`: the `INSERT … ON CONFLICT (user_id) WHERE user_id IS NOT NULL DO UPDATE` that
  *   applications send directly. It never moves a row to another tenant: the update is guarded by
- *   `WHERE t.tenant_id = EXCLUDED.tenant_id`, and no row back means tenant_mismatch.
+ *   `WHERE t.tenant_id OPERATOR(pg_catalog.=) EXCLUDED.tenant_id`, and no row back means
+ *   tenant_mismatch. The operator and now() are named with their schema: the statement runs with
+ *   the caller's search_path, where a schema others can create in may come first, and a plain `=`
+ *   on two varchars would pick a planted `=(varchar, varchar)` over pg_catalog's `=(text, text)`.
  *
  * The statement writes auth_error / error_details only when the caller gives them (null clears
  * them). That is the application's statement as it was before the fix, which is what makes it
@@ -28,8 +31,8 @@ export interface UpsertRow {
 }
 
 export interface UpsertQuery {
-  /** Prepared-statement name (per schema and shape), or undefined for an unnamed statement. */
-  name: string | undefined;
+  /** Prepared-statement name (per schema and shape); the store decides whether to use it. */
+  name: string;
   text: string;
   values: unknown[];
 }
@@ -62,20 +65,45 @@ export function statementSql(schema: string, withDiagnostics: boolean): string {
     `INSERT INTO ${qualify(schema, 'telegram_sessions')} AS t (${cols.join(', ')})`,
     `VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')})`,
     `ON CONFLICT (user_id) WHERE user_id IS NOT NULL DO UPDATE`,
-    `SET ${updated.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}, updated_at = now()`,
-    `WHERE t.tenant_id = EXCLUDED.tenant_id`,
+    `SET ${updated.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}, updated_at = pg_catalog.now()`,
+    `WHERE t.tenant_id OPERATOR(pg_catalog.=) EXCLUDED.tenant_id`,
     `RETURNING id`,
   ].join('\n');
 }
 
-export function upsertQuery(schema: string, via: Via, row: UpsertRow, prepared = true): UpsertQuery {
-  const base = [row.tenantId, row.userId, row.sessionStringEnc, row.keyId, row.status];
+/** A statement's prepared-statement name (per schema and shape) and text. */
+export interface UpsertStatement {
+  name: string;
+  text: string;
+}
+
+/** The statements one store sends: worked out once per store, not per save. */
+export interface UpsertStatements {
+  /** `function`: the call; `statement`: the INSERT without auth_error / error_details. */
+  plain: UpsertStatement;
+  /** `statement` only: the INSERT that also writes auth_error / error_details. */
+  diagnostics: UpsertStatement;
+}
+
+export function upsertStatements(schema: string, via: Via): UpsertStatements {
   if (via === 'function') {
-    const q = cached('f' + schema, () => functionSql(schema));
-    return { name: prepared ? q.name : undefined, text: q.text, values: [...base, row.authError ?? null, row.errorDetails ?? null] };
+    const f = cached('f' + schema, () => functionSql(schema));
+    return { plain: f, diagnostics: f };
   }
+  return { plain: cached('s' + schema, () => statementSql(schema, false)), diagnostics: cached('d' + schema, () => statementSql(schema, true)) };
+}
+
+/** The statement and the parameters for one row (the function takes all seven). */
+export function upsertQuery(statements: UpsertStatements, via: Via, row: UpsertRow): UpsertQuery {
   const diag = row.authError !== undefined || row.errorDetails !== undefined;
-  const q = cached((diag ? 'd' : 's') + schema, () => statementSql(schema, diag));
-  const values = diag ? [...base, row.authError ?? null, row.errorDetails ?? null] : base;
-  return { name: prepared ? q.name : undefined, text: q.text, values };
+  if (via === 'statement' && !diag) {
+    const s = statements.plain;
+    return { name: s.name, text: s.text, values: [row.tenantId, row.userId, row.sessionStringEnc, row.keyId, row.status] };
+  }
+  const s = via === 'function' ? statements.plain : statements.diagnostics;
+  return {
+    name: s.name,
+    text: s.text,
+    values: [row.tenantId, row.userId, row.sessionStringEnc, row.keyId, row.status, row.authError ?? null, row.errorDetails ?? null],
+  };
 }

@@ -277,7 +277,7 @@ export async function runFleetCommand(command: FleetCommand, load: Loader, ctx: 
     // line (its summary), not to the fleet's final line.
     const notes: string[] = [];
     const cleanups = scopedCleanups(ctx.cleanups, (note) => notes.push(note));
-    const tctx = makeContext(globals, { cleanups, env: t.env, log: (line) => progress.log(`[${t.name}] ${line}`) });
+    const tctx = makeContext(globals, { cleanups, env: t.env, log: (line) => progress.log(`[${t.name}] ${line}`), fleetTarget: t.name });
     try {
       const mod = await load();
       const r = await mod.run(tctx, { positional: args.positional, options: targetOptions(t) });

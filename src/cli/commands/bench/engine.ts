@@ -6,12 +6,12 @@
  */
 import type { ConnectionSettings } from '../../../config.js';
 import { classifyError } from '../../../db/classify.js';
-import { FailError } from '../../../errors.js';
+import { FailError, TsmError } from '../../../errors.js';
 import { makeSessionString } from '../../../store/session-string.js';
 import type { Via } from '../../../store/sql.js';
 import { SessionStore } from '../../../store/store.js';
 import type { Cleanups } from '../../cleanup.js';
-import { openWriteRun } from '../../test-rows.js';
+import { connectTimeoutMs, openWriteRun, type ServerTimeouts } from '../../test-rows.js';
 
 export const BENCH_TENANT = 'tsm-bench';
 
@@ -20,9 +20,13 @@ export interface BenchOptions {
   schema: string;
   clients: number;
   durationMs: number;
+  /** Untimed calls before the clock starts (0: none). */
+  warmupMs: number;
   users: number;
   length: number;
   via: Via;
+  /** false (--no-prepare): unnamed statements from the start. */
+  prepare: boolean;
   /** The cleanup stack (Ctrl-C removes the bench rows) and its abort signal. */
   cleanups: Cleanups;
   log(line: string): void;
@@ -34,10 +38,17 @@ export interface BenchReport {
   via: Via;
   clients: number;
   duration_s: number;
+  warmup_s: number;
   users: number;
   length: number;
+  /** Whether the calls ended on named prepared statements (false: --no-prepare, or a pooler conflict switched them off). */
+  prepared_statements: boolean;
   calls: number;
   errors: Record<string, number>;
+  /** One example (SQLSTATE and message) per error code. */
+  error_details: Record<string, { sqlstate: string | null; message: string }>;
+  /** The role's timeouts (and where they were set), to name the one that fired. */
+  server_timeouts: ServerTimeouts;
   calls_per_second: number;
   latency_ms: { p50: number; p95: number; p99: number; max: number };
   /** CPU time (user + system) this process spent per call while the clock ran, in µs. */
@@ -60,13 +71,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   // No idle timeout: a bench pool is never idle, and pg-pool would arm and clear a timer on every call.
   const run = await openWriteRun(
     { settings: o.settings, schema: o.schema, tenant: BENCH_TENANT, label: 'bench', connections: o.clients, idleTimeoutMillis: 0, keep: false, cleanups: o.cleanups },
-    (pool) => new SessionStore({ pool, schema: o.schema, via: o.via }),
+    (pool) => new SessionStore({ pool, schema: o.schema, via: o.via, preparedStatements: o.prepare, connectTimeoutMs: connectTimeoutMs(o.settings) }),
   );
   const { store, pool, rows } = run;
   const ids = Array.from({ length: o.users }, () => rows.next());
   const sessions = Array.from({ length: 16 }, () => makeSessionString(o.length));
 
   const errors: Record<string, number> = {};
+  const details: Record<string, { sqlstate: string | null; message: string }> = {};
   let latencies = new Float64Array(1 << 16);
   let n = 0;
   let calls = 0;
@@ -83,6 +95,20 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         store.save({ tenantId: BENCH_TENANT, userId: ids[i % ids.length]!, sessionStringEnc: sessions[0]!, keyId: 'tsm-bench-key' }),
       ),
     );
+    // Untimed warm-up: the same calls, so the measured ones run on optimised code (a JIT warms up,
+    // pgbench has nothing to warm), as pgbench leaves its connection time out of its tps.
+    if (o.warmupMs > 0) {
+      o.log(`tsm bench: warming up for ${o.warmupMs / 1000} s`);
+      const until = performance.now() + o.warmupMs;
+      await Promise.all(
+        Array.from({ length: o.clients }, async (_, w) => {
+          for (let k = w; !signal.aborted && performance.now() < until; k++) {
+            const userId = ids[Math.floor(Math.random() * ids.length)]!;
+            await store.save({ tenantId: BENCH_TENANT, userId, sessionStringEnc: sessions[k & 15]!, keyId: 'tsm-bench-key', status: 'authorized' });
+          }
+        }),
+      );
+    }
     o.log(`tsm bench: ${o.clients} client${o.clients === 1 ? '' : 's'} for ${o.durationMs / 1000} s`);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
@@ -96,7 +122,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         const r = await store.save({ tenantId: BENCH_TENANT, userId, sessionStringEnc: sessions[k++ & 15]!, keyId: 'tsm-bench-key', status: 'authorized' });
         const ms = performance.now() - start;
         calls++;
-        if (!r.ok) errors[r.code] = (errors[r.code] ?? 0) + 1;
+        if (!r.ok) {
+          errors[r.code] = (errors[r.code] ?? 0) + 1;
+          details[r.code] ??= { sqlstate: r.sqlstate, message: r.details };
+        }
         if (n === latencies.length) {
           const bigger = new Float64Array(latencies.length * 2);
           bigger.set(latencies);
@@ -117,6 +146,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   // Interrupted: the cleanup stack has the same note and ends the run (exit 128 + n).
   signal.throwIfAborted();
   if (failure !== undefined) {
+    if (failure instanceof TsmError) throw failure;
     const c = classifyError(failure);
     throw new FailError(`bench stopped: ${c.code}${c.sqlstate ? ` (${c.sqlstate})` : ''}: ${c.message.split('\n')[0]}; ${note}`);
   }
@@ -128,12 +158,16 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     database: o.settings.display,
     schema: o.schema,
     via: o.via,
+    prepared_statements: store.preparedStatements,
     clients: o.clients,
     duration_s: round3(elapsedMs / 1000),
+    warmup_s: o.warmupMs / 1000,
     users: o.users,
     length: o.length,
     calls,
     errors,
+    error_details: details,
+    server_timeouts: run.timeouts,
     calls_per_second: elapsedMs > 0 ? Math.round((okCalls / elapsedMs) * 1000 * 10) / 10 : 0,
     latency_ms: {
       p50: round3(quantile(sorted, 0.5)),

@@ -9,9 +9,12 @@ import { BENCH_OPTIONS } from './flags.js';
 export interface BenchCommandOptions {
   clients: number;
   durationMs: number;
+  warmupMs: number;
   users: number;
   length: number;
   via: Via;
+  /** false with --no-prepare: unnamed statements from the start. */
+  prepare: boolean;
 }
 
 /** `10` (seconds), or a duration with a unit: `500ms`, `30s`, `2m`. At most one hour. */
@@ -22,13 +25,24 @@ export function parseBenchDuration(raw: unknown): number {
   return ms;
 }
 
+/** `1s` (default), `500ms`, `0`: at most 10 minutes. */
+export function parseWarmup(raw: unknown): number {
+  const text = String(raw ?? '').trim();
+  if (text === '0') return 0;
+  const ms = /^\d+$/.test(text) ? parseIntStrict('--warmup', text, 0, 600) * 1000 : parseDuration('--warmup', text);
+  if (ms > 600_000) throw new UsageError(`--warmup: '${text}' is out of range (0 … 10 minutes)`);
+  return ms;
+}
+
 export function parseBenchOptions(args: CommandArgs): BenchCommandOptions {
   const value = (key: keyof typeof BENCH_OPTIONS): unknown => optionValue(BENCH_OPTIONS, args.options, key);
   return {
     clients: parseIntStrict('--clients', value('clients'), 1, 256),
     durationMs: parseBenchDuration(value('duration')),
+    warmupMs: parseWarmup(value('warmup')),
     users: parseIntStrict('--users', value('users'), 1, 1_000_000),
     length: parseIntStrict('--length', value('length'), 1, MAX_SESSION_LENGTH),
     via: parseChoice('--via', value('via'), VIAS),
+    prepare: args.options.prepare !== false,
   };
 }

@@ -26,7 +26,12 @@ export async function withInterrupt<T>(ctx: Context, work: () => Promise<T>): Pr
   );
   const handle = ctx.cleanups.push({
     what: 'cancelling the running migration statement on the server',
-    run: async () => interruptionNote(await outcome),
+    // As a fleet target, the fleet reports this target's state on its own line (and sums the
+    // targets up in the final one): the note would repeat it there, without the target's name.
+    run: async () => {
+      const note = interruptionNote(await outcome);
+      return ctx.fleetTarget === undefined ? note : undefined;
+    },
   });
   const o = await outcome;
   handle.release();

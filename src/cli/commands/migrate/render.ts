@@ -50,7 +50,7 @@ export function renderDryRun(r: DryRunResult, database: string, o: { lockTimeout
     `-- every statement runs with lock_timeout = ${fmtMs(o.lockTimeoutMs)}, statement_timeout = 0 and idle_in_transaction_session_timeout = 0 ` +
       `(SET LOCAL in each transaction; on the session, then RESET, for statements outside one and for tsm's catalog reads while it plans a migration)`,
     `-- a migration that cannot get a lock in time is rolled back and run again, up to ${o.lockRetries} more times (pauses of 0.5 s doubling to 5 s); ` +
-      `CREATE/DROP INDEX CONCURRENTLY waits up to ${fmtMs(o.indexLockTimeoutMs)} instead, once (it never makes writers wait)`,
+      `CREATE/DROP INDEX CONCURRENTLY and REINDEX CONCURRENTLY wait up to ${fmtMs(o.indexLockTimeoutMs)} instead, once (they never make writers wait)`,
   );
   if (r.refusal) out.push(`-- up would refuse before applying anything: ${r.refusal}`);
   if (r.setup.length > 0) out.push('', '-- setup', ...r.setup);

@@ -13,11 +13,12 @@ import type { Via } from '../../../store/sql.js';
 import { SessionStore } from '../../../store/store.js';
 import { writeFileAtomic } from '../../atomic-file.js';
 import type { Cleanups } from '../../cleanup.js';
-import { openWriteRun } from '../../test-rows.js';
+import { connectTimeoutMs, openWriteRun, type ServerTimeouts } from '../../test-rows.js';
 import { checkLength, type LengthResult } from './lengths.js';
 import { runRace, type RaceReport } from './race.js';
 
 export const TEST_TENANT = 'tsm-test';
+export const TEST_WRITE_SAVE_TIMEOUT_MS = 60_000;
 
 export interface TestWriteOptions {
   settings: ConnectionSettings;
@@ -27,6 +28,8 @@ export interface TestWriteOptions {
   rounds: number;
   via: Via;
   keep: boolean;
+  /** false (--no-prepare): unnamed statements from the start. */
+  prepare: boolean;
   /** Absolute path of the Prometheus textfile, if any. */
   metricsPath?: string;
   /** The cleanup stack (Ctrl-C removes the test rows) and its abort signal. */
@@ -38,6 +41,10 @@ export interface TestWriteReport {
   database: string;
   schema: string;
   via: Via;
+  /** Whether the writes ended on named prepared statements (false: --no-prepare, or a pooler conflict switched them off). */
+  prepared_statements: boolean;
+  /** The test role's timeouts (and where they were set), to name the one that fired. */
+  server_timeouts: ServerTimeouts;
   results: LengthResult[];
   race: RaceReport;
   /** Everything passed and nothing was left behind (unless --keep). */
@@ -70,6 +77,10 @@ export async function runTestWrite(o: TestWriteOptions): Promise<TestWriteReport
         pool,
         schema: o.schema,
         via: o.via,
+        preparedStatements: o.prepare,
+        connectTimeoutMs: connectTimeoutMs(o.settings),
+        // Sessions of up to 10,000,000 characters: a minute each, not the library's 15 s.
+        saveTimeoutMs: TEST_WRITE_SAVE_TIMEOUT_MS,
         registry,
         logger: (e) => {
           // A row of ours may exist: a save succeeded, or a connection broke with the outcome unknown.
@@ -111,6 +122,8 @@ export async function runTestWrite(o: TestWriteOptions): Promise<TestWriteReport
     database: o.settings.display,
     schema: o.schema,
     via: o.via,
+    prepared_statements: store.preparedStatements,
+    server_timeouts: run.timeouts,
     results,
     race: raceReport,
     ok: results.every((r) => r.ok) && raceReport.ok && cleanupError === null,

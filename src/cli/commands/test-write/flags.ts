@@ -12,6 +12,7 @@ export const TEST_WRITE_OPTIONS = {
   rounds: { flags: '--rounds <n>', description: 'race rounds', default: '20' },
   via: { flags: '--via <path>', description: 'write through the function or the INSERT … ON CONFLICT statement', default: 'function', choices: VIAS },
   keep: { flags: '--keep', description: 'keep the test rows' },
+  prepare: { flags: '--no-prepare', description: 'unnamed statements only (a transaction-mode pooler; tsm also switches by itself on the first conflict)' },
   metricsFile: { flags: '--metrics-file <file>', description: 'write Prometheus metrics (textfile-collector format)' },
   ...fleetOptions('continue'),
 } as const satisfies OptionSpecs;

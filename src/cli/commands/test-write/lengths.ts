@@ -10,7 +10,7 @@ import type { ClientBase } from 'pg';
 import { qualify } from '../../../db/ident.js';
 import { makeDifferentSessionString, makeSessionString, shortHash } from '../../../store/session-string.js';
 import type { SaveResult, SessionStore } from '../../../store/store.js';
-import type { TestRows } from '../../test-rows.js';
+import { ownWork, type TestRows } from '../../test-rows.js';
 
 export type StepStatus = 'ok' | 'fail' | 'skipped';
 
@@ -59,7 +59,8 @@ export async function checkLength(
     return failed(r1);
   }
   res.insert = 'ok';
-  const before = await admin.query<{ u: string }>(`SELECT updated_at::text AS u FROM ${table} WHERE user_id = $1 LIMIT 1`, [userId]);
+  // tsm's own reads run with tsm's own timeouts (a role's short statement_timeout is for the writes under test).
+  const before = await ownWork(admin, () => admin.query<{ u: string }>(`SELECT updated_at::text AS u FROM ${table} WHERE user_id OPERATOR(pg_catalog.=) $1 LIMIT 1`, [userId]));
   const insertedAt = before.rows[0]?.u ?? null;
 
   const second = makeDifferentSessionString(first);
@@ -74,7 +75,7 @@ export async function checkLength(
   }
   res.update = 'ok';
 
-  const back = await admin.query<{
+  const back = await ownWork(admin, () => admin.query<{
     n: number;
     id: string;
     tenant_id: string;
@@ -85,9 +86,9 @@ export async function checkLength(
   }>(
     `SELECT count(*) OVER ()::int AS n, id, tenant_id, session_string_enc, key_id, status,
             updated_at > $2::timestamptz AS moved
-       FROM ${table} WHERE user_id = $1`,
+       FROM ${table} WHERE user_id OPERATOR(pg_catalog.=) $1`,
     [userId, insertedAt],
-  );
+  ));
   res.readback = 'fail';
   const row = back.rows[0];
   if (!row) return done('row_missing', 'no row for the test user after two successful saves');

@@ -13,6 +13,8 @@ export interface TestWriteCommandOptions {
   rounds: number;
   via: Via;
   keep: boolean;
+  /** false with --no-prepare: unnamed statements from the start. */
+  prepare: boolean;
   /** Absolute path of the Prometheus textfile (its folder checked to be writable), if any. */
   metricsPath: string | undefined;
 }
@@ -39,6 +41,7 @@ export function parseTestWriteOptions(args: CommandArgs): TestWriteCommandOption
     rounds: parseIntStrict('--rounds', value('rounds'), 1, MAX_ROUNDS),
     via: parseChoice('--via', value('via'), VIAS),
     keep: flag(o, 'keep'),
+    prepare: o.prepare !== false,
     metricsPath: typeof metricsFile === 'string' ? checkWritableTarget('--metrics-file', metricsFile) : undefined,
   };
 }

@@ -3,7 +3,7 @@ import type { ChalkInstance } from 'chalk';
 import { paintStatus } from '../../../report/style.js';
 import { renderTable } from '../../../report/table.js';
 import type { StepStatus } from './lengths.js';
-import { remedyFor } from '../../remedy.js';
+import { remedyFor, timeoutNote } from '../../remedy.js';
 import type { TestWriteReport } from './engine.js';
 
 const step = (style: ChalkInstance, s: StepStatus): string =>
@@ -11,8 +11,30 @@ const step = (style: ChalkInstance, s: StepStatus): string =>
 
 const plural = (n: number, one: string, many = one + 's'): string => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
 
+/** Each failing code once, with what happened (first occurrence) and its SQLSTATE. */
+export function problemsOf(r: TestWriteReport): Map<string, { what: string; sqlstate: string | null }> {
+  const problems = new Map<string, { what: string; sqlstate: string | null }>();
+  const timeout = (code: string, sqlstate: string | null): string => timeoutNote(code, sqlstate, r.server_timeouts);
+  for (const x of r.results) {
+    if (x.code && !problems.has(x.code)) {
+      const sqlstate = x.sqlstate ?? null;
+      problems.set(x.code, { what: `length ${x.length}: ${sqlstate ? `${sqlstate}: ` : ''}${x.detail ?? ''}${timeout(x.code, sqlstate)}`, sqlstate });
+    }
+  }
+  for (const code of Object.keys(r.race.errors)) {
+    const d = r.race_details[code];
+    const sqlstate = d?.sqlstate ?? null;
+    if (!problems.has(code)) problems.set(code, { what: `race: ${sqlstate ? `${sqlstate}: ` : ''}${d?.message ?? ''}${timeout(code, sqlstate)}`, sqlstate });
+  }
+  if (r.race.rows_left > 1 && !problems.has('duplicate_rows')) {
+    problems.set('duplicate_rows', { what: `race: a user id ended with ${r.race.rows_left} rows`, sqlstate: null });
+  }
+  return problems;
+}
+
 export function renderTestWrite(r: TestWriteReport, style: ChalkInstance): string {
-  const out: string[] = [style.bold(`tsm test-write: ${r.database}, schema ${r.schema}, via ${r.via}`), ''];
+  const unnamed = r.prepared_statements ? '' : ', unnamed statements';
+  const out: string[] = [style.bold(`tsm test-write: ${r.database}, schema ${r.schema}, via ${r.via}${unnamed}`), ''];
   out.push(
     renderTable(
       ['length', 'insert', 'update', 'read-back', 'time', 'error'],
@@ -39,21 +61,11 @@ export function renderTestWrite(r: TestWriteReport, style: ChalkInstance): strin
   );
 
   // Each problem once: what happened, and what to do about it.
-  const problems = new Map<string, { what: string; sqlstate: string | null }>();
-  for (const x of r.results) {
-    if (x.code && !problems.has(x.code)) problems.set(x.code, { what: `length ${x.length}: ${x.detail ?? ''}`, sqlstate: x.sqlstate ?? null });
-  }
-  for (const [code] of errs) {
-    const d = r.race_details[code];
-    if (!problems.has(code)) problems.set(code, { what: `race: ${d?.sqlstate ? `${d.sqlstate}: ` : ''}${d?.message ?? ''}`, sqlstate: d?.sqlstate ?? null });
-  }
-  if (race.rows_left > 1 && !problems.has('duplicate_rows')) {
-    problems.set('duplicate_rows', { what: `race: a user id ended with ${race.rows_left} rows`, sqlstate: null });
-  }
+  const problems = problemsOf(r);
   if (problems.size > 0) {
     out.push('');
     for (const [code, p] of problems) {
-      out.push(`${style.red(code)}: ${p.what}`, `  remedy: ${remedyFor(code, r.schema, p.sqlstate)}`);
+      out.push(`${style.red(code)}: ${p.what}`, `  remedy: ${remedyFor(code, r.schema, p.sqlstate, r.server_timeouts)}`);
     }
   }
 

@@ -82,7 +82,7 @@ describe('options: one table per command', () => {
       dataTimeoutMs: 10_000,
       metricsPath: undefined,
     });
-    assert.deepEqual(parseDedupeOptions(none), { keep: 'newest', batchSize: 500, dryRun: false });
+    assert.deepEqual(parseDedupeOptions(none), { keep: 'newest', batchSize: undefined, batchTimeMs: 50, lockTimeoutMs: 5000, dryRun: false });
     assert.deepEqual(parseTestWriteOptions(none), { lengths: [68, 268, 800], concurrency: 8, rounds: 20, via: 'function', keep: false, prepare: true, metricsPath: undefined });
     const m = migrateOptions({ positional: [undefined], options: {} });
     assert.deepEqual([m.lockTimeoutMs, m.lockRetries, m.lockWaitMs, m.count], [500, 12, 60_000, undefined]);

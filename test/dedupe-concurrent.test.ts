@@ -13,6 +13,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type pg from 'pg';
+import { dedupe, type DedupeReport } from '../src/dedupe/engine.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
 import { preFixSchema } from './helpers/fixtures.js';
@@ -122,5 +123,93 @@ describe('tsm dedupe with a concurrent writer', () => {
         (SELECT count(*) FROM seeded s WHERE NOT EXISTS (SELECT 1 FROM telegram_sessions t WHERE t.id = s.id)
                                    AND NOT EXISTS (SELECT 1 FROM telegram_sessions_duplicates_archive a WHERE a.id = s.id))::int AS neither`)).rows[0];
     assert.deepEqual(place, { total: USERS * 3 + 2000 + tally.inserts, both: 0, neither: 0 });
+  });
+});
+
+describe('tsm dedupe and a row the application holds', () => {
+  it('waits at most a moment, redoes the batch skipping that row, moves the rest; the holder is never blocked for long', async () => {
+    await db.sql(`${preFixSchema('held')}
+      INSERT INTO held.telegram_sessions (tenant_id, user_id, session_string_enc, updated_at)
+      SELECT 't', 'h-' || i, 'v' || j, timestamptz '2024-01-01' + j * interval '1 day' FROM generate_series(1, 50) i, generate_series(1, 2) j;`);
+    const busy = (await db.sql(`SELECT id FROM held.telegram_sessions WHERE user_id = 'h-7' ORDER BY updated_at LIMIT 1`)).rows[0].id as string;
+    const app = await db.client();
+    await app.query('BEGIN');
+    await app.query(`SELECT 1 FROM held.telegram_sessions WHERE id = $1 FOR UPDATE`, [busy]); // the application is writing that row
+    let report: DedupeReport;
+    try {
+      const r = await runTsm(['dedupe', '-d', db.url, '--schema', 'held', '--json']);
+      assert.equal(r.code, 1, r.stderr);
+      report = r.json<DedupeReport>();
+      // The application's transaction is still usable: nothing of tsm's waits on it now.
+      const t0 = Date.now();
+      await app.query(`UPDATE held.telegram_sessions SET session_string_enc = 'app', updated_at = now() WHERE id = $1`, [busy]);
+      assert.ok(Date.now() - t0 < 1000);
+    } finally {
+      await app.query('COMMIT');
+    }
+    assert.equal(report.archived, 49, 'every other duplicate moved');
+    assert.ok(report.batches_retried >= 1, 'the batch that met the busy row was redone skipping it');
+    assert.ok(report.skipped_busy >= 1);
+    assert.equal(report.duplicates_remaining, 1);
+    assert.equal(report.verification?.ok, true);
+    const again = await runTsm(['dedupe', '-d', db.url, '--schema', 'held', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    const j = again.json<DedupeReport>();
+    assert.equal(j.archived, 1);
+    // The row the application wrote last is the newest now: it is the one kept.
+    assert.deepEqual((await db.sql(`SELECT id::text, session_string_enc FROM held.telegram_sessions WHERE user_id = 'h-7'`)).rows, [{ id: busy, session_string_enc: 'app' }]);
+  });
+});
+
+describe('the check after a pass finds every duplicate written meanwhile', () => {
+  it('a new duplicate, a row added to a planned user_id, a planned row updated, a planned row held: all four counted exactly', async () => {
+    await db.sql(`${preFixSchema('after')}
+      INSERT INTO after.telegram_sessions (tenant_id, user_id, session_string_enc, updated_at)
+      SELECT 't', 'p' || i, 'v' || j, timestamptz '2024-01-01' + j * interval '1 day' FROM generate_series(1, 20) i, generate_series(1, 2) j;
+      INSERT INTO after.telegram_sessions (tenant_id, user_id, session_string_enc) SELECT 't', 'fresh' || g, 'x' FROM generate_series(1, 200) g;`);
+    const older = async (user: string): Promise<string> =>
+      (await db.sql(`SELECT id::text FROM after.telegram_sessions WHERE user_id = $1 ORDER BY updated_at LIMIT 1`, [user])).rows[0].id as string;
+    const p2 = await older('p2');
+    const p3 = await older('p3');
+    const holder = await db.client();
+    // The engine's connection, with the application's writes slipped in just before its first batch.
+    const c = await db.client();
+    let wrote = false;
+    const spy = new Proxy(c, {
+      get(target, prop, receiver) {
+        if (prop === 'query') {
+          return async (...args: unknown[]) => {
+            if (!wrote && typeof args[0] === 'string' && args[0].includes('DELETE FROM')) {
+              wrote = true;
+              await db.sql(`INSERT INTO after.telegram_sessions (tenant_id, user_id, session_string_enc) VALUES ('t', 'fresh7', 'second');
+                            INSERT INTO after.telegram_sessions (tenant_id, user_id, session_string_enc) VALUES ('t', 'p1', 'third');
+                            UPDATE after.telegram_sessions SET session_string_enc = 'changed' WHERE id = '${p2}';`);
+              await holder.query('BEGIN');
+              await holder.query(`SELECT 1 FROM after.telegram_sessions WHERE id = $1 FOR UPDATE`, [p3]);
+            }
+            return (target.query as (...a: unknown[]) => Promise<unknown>)(...args);
+          };
+        }
+        const v: unknown = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    let report: DedupeReport;
+    try {
+      report = await dedupe(spy, { schema: 'after', keep: 'newest', dryRun: false, maxPasses: 1 });
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+    }
+    assert.ok(wrote);
+    const truth = (await db.sql(`SELECT count(*)::int AS users, coalesce(sum(n - 1), 0)::int AS excess
+        FROM (SELECT count(*) AS n FROM after.telegram_sessions WHERE user_id IS NOT NULL GROUP BY user_id HAVING count(*) > 1) d`)).rows[0];
+    assert.deepEqual(truth, { users: 4, excess: 4 }, 'fresh7, p1, p2 and p3 each have two rows');
+    assert.deepEqual({ users: report.after!.duplicate_users, excess: report.after!.excess_rows }, truth);
+    assert.equal(report.after!.rows, (await db.sql(`SELECT count(*)::int AS n FROM after.telegram_sessions`)).rows[0].n);
+    assert.equal(report.archived, 18);
+    assert.equal(report.ok, false);
+    const again = await dedupe(c, { schema: 'after', keep: 'newest', dryRun: false });
+    assert.equal(again.ok, true);
+    assert.equal(again.archived, 4);
   });
 });

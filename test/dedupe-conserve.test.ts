@@ -54,7 +54,7 @@ describe('tsm dedupe: conservation and idempotence', () => {
     assert.deepEqual(j.before, { rows: 10_000, duplicate_users: 500, excess_rows: 1001, archive_rows: 0 });
     assert.deepEqual(j.after, { rows: 8999, duplicate_users: 0, excess_rows: 0, archive_rows: 1001 });
     assert.equal(j.archived, 1001);
-    assert.equal(j.batches, 5, '500 user_ids in batches of 120');
+    assert.equal(j.batches, 9, '1,001 rows in batches of 120');
     assert.equal(j.moved.length, 500);
     assert.deepEqual(j.conservation, { holds: true, rows_before: 10_000, rows_after: 8999, rows_archived: 1001, difference: 0, archive_grew_by: 1001 });
     assert.deepEqual(j.verification, { ok: true, moved: 1001, in_table: 0, in_archive: 1001, distinct_in_archive: 1001 });
@@ -206,6 +206,30 @@ describe('tsm dedupe: --dry-run, --keep, --schema', () => {
   });
 });
 
+describe('tsm dedupe: ids of other types', () => {
+  it('text ids with spaces, quotes, commas, colons and unicode; bigint ids: moved whole, kept_id right', async () => {
+    await db.sql(`CREATE SCHEMA textid;
+      CREATE TABLE textid.telegram_sessions (id text PRIMARY KEY, tenant_id text NOT NULL, user_id text, updated_at timestamptz NOT NULL);
+      INSERT INTO textid.telegram_sessions VALUES
+        ('a b', 't', 'u1', '2024-01-01'), ('c,"d"', 't', 'u1', '2024-01-03'), ('e:f\\g', 't', 'u1', '2024-01-02'),
+        ('ünï {x}', 't', 'u2', '2024-01-01'), (''' ;', 't', 'u2', '2024-01-05'), ('solo', 't', 'u3', '2024-01-01');
+      CREATE SCHEMA bigid;
+      CREATE TABLE bigid.telegram_sessions (id bigint PRIMARY KEY, tenant_id text NOT NULL, user_id text, updated_at timestamptz NOT NULL);
+      INSERT INTO bigid.telegram_sessions SELECT g, 't', 'u' || (g % 3), timestamptz '2024-01-01' + g * interval '1 hour' FROM generate_series(1, 9) g;`);
+    const t = await dedupe(['--schema', 'textid', '--json']);
+    assert.equal(t.code, 0, t.stderr);
+    assert.equal(t.json<DedupeReport>().verification?.ok, true);
+    const kept = (await db.sql(`SELECT user_id, id FROM textid.telegram_sessions ORDER BY user_id`)).rows;
+    assert.deepEqual(kept, [{ user_id: 'u1', id: 'c,"d"' }, { user_id: 'u2', id: "' ;" }, { user_id: 'u3', id: 'solo' }]);
+    const archived = (await db.sql(`SELECT id, kept_id FROM textid.telegram_sessions_duplicates_archive ORDER BY id`)).rows;
+    assert.deepEqual(archived, [{ id: 'a b', kept_id: 'c,"d"' }, { id: 'e:f\\g', kept_id: 'c,"d"' }, { id: 'ünï {x}', kept_id: "' ;" }]);
+    const b = await dedupe(['--schema', 'bigid', '--json']);
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(b.json<DedupeReport>().archived, 6);
+    assert.deepEqual((await db.sql(`SELECT id::int FROM bigid.telegram_sessions ORDER BY 1`)).rows.map((r) => r.id), [7, 8, 9]);
+  });
+});
+
 describe('tsm dedupe: errors', () => {
   it('usage errors exit 2 with one line', async () => {
     for (const args of [['--batch-size', '0'], ['--batch-size', 'x'], ['--keep', 'middle']]) {
@@ -229,6 +253,39 @@ describe('tsm dedupe: errors', () => {
     const r = await dedupe(['--schema', 'nowhere']);
     assert.equal(r.code, 1);
     assert.equal(r.stderr, 'tsm: no table nowhere.telegram_sessions: nothing to dedupe (wrong --schema? `tsm doctor` shows what is there)\n');
+  });
+
+  it('an archive that does not take every row (a trigger dropping some): the batch is rolled back, nothing lost, exit 1', async () => {
+    await db.sql(`${preFixSchema('trig')}
+      INSERT INTO trig.telegram_sessions (tenant_id, user_id) SELECT 't', 'u-' || (g % 5) FROM generate_series(1, 20) g;
+      CREATE TABLE orig_trig AS SELECT * FROM trig.telegram_sessions;`);
+    const first = await dedupe(['--schema', 'trig', '--dry-run']); // nothing created
+    assert.equal(first.code, 1);
+    // The archive exists (from a run on a table without duplicates), then someone adds a trigger that swallows rows.
+    await db.sql(`CREATE TABLE trig.telegram_sessions_duplicates_archive (LIKE trig.telegram_sessions, archived_at timestamptz NOT NULL DEFAULT now(), kept_id uuid);
+      CREATE FUNCTION trig.swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.user_id = 'u-3' THEN RETURN NULL; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER swallow BEFORE INSERT ON trig.telegram_sessions_duplicates_archive FOR EACH ROW EXECUTE FUNCTION trig.swallow();`);
+    const r = await dedupe(['--schema', 'trig', '--batch-size', '50']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^tsm: dedupe stopped: telegram_sessions_duplicates_archive took 12 of the 15 rows a batch deleted \(a trigger or a rule on it\?\); that batch was rolled back, so no row was lost; fix the archive table, then run tsm dedupe --schema trig again\n$/);
+    const left = await one(`SELECT (SELECT count(*) FROM trig.telegram_sessions)::int AS t, (SELECT count(*) FROM trig.telegram_sessions_duplicates_archive)::int AS a,
+        (SELECT count(*) FROM orig_trig o WHERE NOT EXISTS (SELECT 1 FROM trig.telegram_sessions t WHERE t.id = o.id))::int AS missing`);
+    assert.deepEqual(left, { t: 20, a: 0, missing: 0 });
+  });
+
+  it('the row-by-row check is real: a trigger that puts deleted rows back makes it fail, exit 1', async () => {
+    await db.sql(`${preFixSchema('back')}
+      INSERT INTO back.telegram_sessions (tenant_id, user_id, updated_at) SELECT 't', 'u-' || (g % 4), now() - g * interval '1 s' FROM generate_series(1, 12) g;
+      CREATE FUNCTION back.put_back() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+        IF OLD.user_id = 'u-1' THEN INSERT INTO back.telegram_sessions SELECT OLD.*; END IF; RETURN OLD; END $$;
+      CREATE TRIGGER put_back AFTER DELETE ON back.telegram_sessions FOR EACH ROW EXECUTE FUNCTION back.put_back();`);
+    const r = await dedupe(['--schema', 'back', '--json', '--batch-size', '100']);
+    assert.equal(r.code, 1, r.stderr);
+    const j = r.json<DedupeReport>();
+    assert.equal(j.verification?.ok, false);
+    assert.ok((j.verification?.in_table ?? 0) >= 2, JSON.stringify(j.verification));
+    const human = await dedupe(['--schema', 'back', '--batch-size', '100']);
+    assert.match(human.stdout, /fail +moved rows: \d+ moved, \d+ found in the archive \(\d+ distinct\), [1-9]\d* still in the table/);
   });
 
   it('a role that may not create the archive: exit 1, one classified line, nothing moved', async () => {

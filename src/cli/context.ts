@@ -22,6 +22,8 @@ export interface Context {
   connect(): Promise<Client>;
   /** Progress and logs: stderr, never stdout. */
   log(message: string): void;
+  /** stderr is a terminal this command may draw a live progress line on (not under tsm demo, which draws its own). */
+  readonly interactive: boolean;
   /** Set when the command runs as one target of a fleet (--targets): the fleet reports each target itself. */
   readonly fleetTarget?: string;
 }
@@ -51,6 +53,7 @@ export function makeContext(opts: GlobalOptions, o: ContextOptions = {}): Contex
     cleanups,
     connection,
     connect: () => connect(connection()),
+    interactive: o.log === undefined && process.stderr.isTTY === true,
     log:
       o.log ??
       ((message: string) => {

@@ -88,7 +88,7 @@ export const serverWritable: CustomCheck<WritableRow> = {
   async run(client: Client, env: DoctorEnv, _facts, rows) {
     const state = await readServerState(client);
     const through = state.proxied
-      ? `; reached through a pooler or proxy: run ${tsmCommand(env.schema, 'migrate up')} and dedupe through a direct or session-mode URL`
+      ? `; reached through a pooler or proxy: run ${tsmCommand(env.schema, 'migrate up')} through a direct or session-mode URL (tsm dedupe works through either)`
       : '';
     if (state.inRecovery) {
       return {

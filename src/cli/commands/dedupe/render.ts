@@ -11,6 +11,7 @@ const SHOWN = 10;
 
 const n = (x: number): string => x.toLocaleString('en-US');
 const plural = (x: number, one: string, many = one + 's'): string => `${n(x)} ${x === 1 ? one : many}`;
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
 /** A table without lines between rows (the lists can be long). */
 function renderTable(head: string[], rows: (string | number)[][]): string {
@@ -48,7 +49,7 @@ export function renderDedupe(r: DedupeReport, style: ChalkInstance): string {
     return lines.join('\n');
   }
 
-  lines.push(style.bold(`tsm dedupe: ${table} (${policy})`), '');
+  lines.push(style.bold(`tsm dedupe: ${table}${r.partition_key ? ` (partitioned by ${r.partition_key})` : ''} (${policy})`), '');
   const a = r.after!;
   lines.push(
     renderTable(
@@ -65,9 +66,16 @@ export function renderDedupe(r: DedupeReport, style: ChalkInstance): string {
   } else {
     lines.push(
       `archived ${plural(r.archived, 'row')} of ${plural(r.moved.length, 'user_id')} into ${archive} ` +
-        `(${plural(r.batches, 'batch', 'batches')}, ${plural(r.passes, 'pass', 'passes')}` +
-        `${r.skipped_busy > 0 ? `, ${plural(r.skipped_busy, 'row')} skipped while busy in the application and retried` : ''})`,
+        `(${plural(r.batches, 'batch', 'batches')}, ${plural(r.passes, 'pass', 'passes')}, ${seconds(r.elapsed_ms)}` +
+        `${r.skipped_busy > 0 ? `; ${plural(r.skipped_busy, 'row')} changed or busy in the application were left for a later pass` : ''})`,
     );
+    if (r.batches > 0) {
+      lines.push(
+        `row locks held per batch: longest ${n(r.longest_batch_ms)} ms, median ${n(r.median_batch_ms)} ms ` +
+          `(${r.batch_size === null ? `batches sized to ${n(r.batch_target_ms)} ms` : `${plural(r.batch_size, 'row')} per batch`}` +
+          `${r.batches_retried > 0 ? `; ${plural(r.batches_retried, 'batch', 'batches')} redone skipping rows the application held` : ''})`,
+      );
+    }
   }
   if (r.moved.length > 0) {
     lines.push('');
@@ -82,9 +90,11 @@ export function renderDedupe(r: DedupeReport, style: ChalkInstance): string {
     lines.push(`${paintStatus(style, 'ok')}    rows before = rows after + rows archived: ${eq}`);
   } else {
     const what = c.difference > 0 ? `gained ${plural(c.difference, 'row')}` : `lost ${plural(-c.difference, 'row')}`;
+    const others = c.archive_grew_by - c.rows_archived;
+    const who = others > 0 ? `another tsm dedupe moved ${plural(others, 'row')} into the archive meanwhile` : 'the application wrote while dedupe ran';
     lines.push(
-      `${paintStatus(style, 'warn')}  rows before = rows after + rows archived: ${eq}: the table ${what} that tsm did not move ` +
-        `(the application wrote while dedupe ran); the row-by-row check below covers every row tsm moved`,
+      `${paintStatus(style, 'warn')}  rows before = rows after + rows archived: ${eq}: the table ${what} that this run did not move ` +
+        `(${who}); the row-by-row check below covers every row this run moved`,
     );
   }
   const v = r.verification!;

@@ -83,12 +83,14 @@ describe('tsm dedupe with a concurrent writer', () => {
     await new Promise((r) => setTimeout(r, 100)); // writers are running before dedupe starts
     const atStart = tally.updates + tally.inserts;
 
-    const first = await runTsm(['dedupe', '-d', db.url, '--batch-size', '2', '--json']);
+    // Hundreds of 2-row batches against 4 writers: minutes on a loaded 2-core machine, so the
+    // hang guard is generous (what is asserted is correctness, not speed).
+    const first = await runTsm(['dedupe', '-d', db.url, '--batch-size', '2', '--json'], { timeoutMs: 600_000 });
     const during = tally.updates + tally.inserts - atStart;
     stop.now = true;
     await Promise.all(writers);
 
-    assert.ok([0, 1].includes(first.code ?? -1), first.stderr);
+    assert.ok([0, 1].includes(first.code ?? -1), `exit ${first.code} (${first.signal ?? 'no signal'}): ${first.stderr}`);
     const j = first.json();
     t.diagnostic(
       `writes during dedupe: ${during} (updates ${tally.updates}, inserts ${tally.inserts}, updates that found their row archived ${tally.missed}); ` +

@@ -9,11 +9,10 @@ import type { DedupeReport } from '../src/dedupe/engine.js';
 import { freePort } from '../src/cli/commands/demo/embedded.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
-import { preFixSchema } from './helpers/fixtures.js';
+import { preFixSchema, q } from './helpers/fixtures.js';
 
 const db = await createTestDatabase(import.meta.url);
 
-const q = (s: string): string => '"' + s.replace(/"/g, '""') + '"';
 const COLS = 'id, tenant_id, user_id, session_string_enc, key_id, status, created_at, updated_at';
 
 /**

@@ -13,18 +13,9 @@ import { describe, it } from 'node:test';
 import type { DedupeReport } from '../src/dedupe/engine.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
+import { PRE_FIX_COLUMNS } from './helpers/fixtures.js';
 
 const db = await createTestDatabase(import.meta.url);
-
-const COLUMNS = `
-  id                 uuid NOT NULL DEFAULT gen_random_uuid(),
-  tenant_id          varchar(255) NOT NULL,
-  user_id            varchar(255),
-  session_string_enc text,
-  key_id             varchar(64),
-  status             varchar(20) NOT NULL DEFAULT 'pending',
-  created_at         timestamptz NOT NULL DEFAULT now(),
-  updated_at         timestamptz NOT NULL DEFAULT now()`;
 
 const USERS = 1200;
 
@@ -78,7 +69,7 @@ async function dedupeOk(schema: string, extra: string[] = []): Promise<DedupeRep
 describe('tsm dedupe on tables partitioned by user_id', () => {
   it('HASH (user_id), 4 partitions, primary key (id, user_id): every duplicate moved whole, the newest kept', async () => {
     await db.sql(`CREATE SCHEMA ph;
-      CREATE TABLE ph.telegram_sessions (${COLUMNS}, PRIMARY KEY (id, user_id)) PARTITION BY HASH (user_id);
+      CREATE TABLE ph.telegram_sessions (${PRE_FIX_COLUMNS}, PRIMARY KEY (id, user_id)) PARTITION BY HASH (user_id);
       ${[0, 1, 2, 3].map((r) => `CREATE TABLE ph.telegram_sessions_p${r} PARTITION OF ph.telegram_sessions FOR VALUES WITH (MODULUS 4, REMAINDER ${r});`).join('\n')}
       ${rows('ph')}`);
     const dry = await runTsm(['dedupe', '-d', db.url, '--schema', 'ph', '--dry-run', '--json']);
@@ -95,7 +86,7 @@ describe('tsm dedupe on tables partitioned by user_id', () => {
 
   it('LIST (user_id) with a DEFAULT partition, a unique index on (id, user_id) and NULL user_ids', async () => {
     await db.sql(`CREATE SCHEMA pl;
-      CREATE TABLE pl.telegram_sessions (${COLUMNS}) PARTITION BY LIST (user_id);
+      CREATE TABLE pl.telegram_sessions (${PRE_FIX_COLUMNS}) PARTITION BY LIST (user_id);
       CREATE UNIQUE INDEX ON pl.telegram_sessions (id, user_id);
       CREATE TABLE pl.telegram_sessions_some PARTITION OF pl.telegram_sessions FOR VALUES IN ('u-1', 'u-2', 'u-3', 'single-1');
       CREATE TABLE pl.telegram_sessions_nulls PARTITION OF pl.telegram_sessions FOR VALUES IN (NULL);
@@ -110,7 +101,7 @@ describe('tsm dedupe on tables partitioned by user_id', () => {
 
   it('HASH (user_id) partitions that are themselves partitioned by HASH (user_id)', async () => {
     await db.sql(`CREATE SCHEMA pm;
-      CREATE TABLE pm.telegram_sessions (${COLUMNS}, PRIMARY KEY (id, user_id)) PARTITION BY HASH (user_id);
+      CREATE TABLE pm.telegram_sessions (${PRE_FIX_COLUMNS}, PRIMARY KEY (id, user_id)) PARTITION BY HASH (user_id);
       CREATE TABLE pm.telegram_sessions_a PARTITION OF pm.telegram_sessions FOR VALUES WITH (MODULUS 2, REMAINDER 0) PARTITION BY HASH (user_id);
       CREATE TABLE pm.telegram_sessions_a0 PARTITION OF pm.telegram_sessions_a FOR VALUES WITH (MODULUS 2, REMAINDER 0);
       CREATE TABLE pm.telegram_sessions_a1 PARTITION OF pm.telegram_sessions_a FOR VALUES WITH (MODULUS 2, REMAINDER 1);
@@ -124,7 +115,7 @@ describe('tsm dedupe on tables partitioned by user_id', () => {
 describe('the row-by-row check on a partitioned table (key id, user_id)', () => {
   it('a row put back by a trigger is found by its whole key: exit 1', async () => {
     await db.sql(`CREATE SCHEMA pb;
-      CREATE TABLE pb.telegram_sessions (${COLUMNS}, PRIMARY KEY (id, user_id)) PARTITION BY HASH (user_id);
+      CREATE TABLE pb.telegram_sessions (${PRE_FIX_COLUMNS}, PRIMARY KEY (id, user_id)) PARTITION BY HASH (user_id);
       CREATE TABLE pb.telegram_sessions_0 PARTITION OF pb.telegram_sessions FOR VALUES WITH (MODULUS 2, REMAINDER 0);
       CREATE TABLE pb.telegram_sessions_1 PARTITION OF pb.telegram_sessions FOR VALUES WITH (MODULUS 2, REMAINDER 1);
       INSERT INTO pb.telegram_sessions (tenant_id, user_id, updated_at) SELECT 't', 'u-' || (g % 4), now() - g * interval '1 s' FROM generate_series(1, 12) g;
@@ -142,7 +133,7 @@ describe('the row-by-row check on a partitioned table (key id, user_id)', () => 
 describe('tsm dedupe refuses where it cannot work', () => {
   it('RANGE (created_at): the reason and the options, exit 1, nothing created or changed', async () => {
     await db.sql(`CREATE SCHEMA pr;
-      CREATE TABLE pr.telegram_sessions (${COLUMNS}, PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
+      CREATE TABLE pr.telegram_sessions (${PRE_FIX_COLUMNS}, PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
       CREATE TABLE pr.telegram_sessions_2024 PARTITION OF pr.telegram_sessions FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
       CREATE TABLE pr.telegram_sessions_rest PARTITION OF pr.telegram_sessions DEFAULT;
       INSERT INTO pr.telegram_sessions (tenant_id, user_id, created_at) VALUES ('t', 'a', '2024-02-01'), ('t', 'a', '2023-02-01');`);
@@ -164,7 +155,7 @@ describe('tsm dedupe refuses where it cannot work', () => {
 
   it('partitioned by user_id without any unique key holding id: refused, nothing changed', async () => {
     await db.sql(`CREATE SCHEMA pn;
-      CREATE TABLE pn.telegram_sessions (${COLUMNS}) PARTITION BY HASH (user_id);
+      CREATE TABLE pn.telegram_sessions (${PRE_FIX_COLUMNS}) PARTITION BY HASH (user_id);
       CREATE TABLE pn.telegram_sessions_0 PARTITION OF pn.telegram_sessions FOR VALUES WITH (MODULUS 1, REMAINDER 0);
       INSERT INTO pn.telegram_sessions (tenant_id, user_id) VALUES ('t', 'a'), ('t', 'a');`);
     const r = await runTsm(['dedupe', '-d', db.url, '--schema', 'pn']);

@@ -15,13 +15,11 @@ import pg from 'pg';
 import type { DedupeReport } from '../src/dedupe/engine.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
-import { preFixSchema } from './helpers/fixtures.js';
+import { preFixSchema, q } from './helpers/fixtures.js';
 import { requirePart, startPgBouncer, type PgBouncer } from './helpers/topology.js';
 
 const db = await createTestDatabase(import.meta.url);
 const skip = requirePart('pgbouncer');
-
-const q = (s: string): string => '"' + s.replace(/"/g, '""') + '"';
 
 /** `users` user_ids with 2 or 3 rows each (the newest known per user), 300 single users; a copy in <schema>.orig. */
 async function seed(schema: string, users: number): Promise<number> {

@@ -64,7 +64,8 @@ describe('tsm migrate up --dry-run', () => {
     const started = Date.now();
     const r = await migrate(db.url, ['up', '--dry-run', '--lock-wait', '1ms']);
     assert.equal(r.code, 0, r.stderr);
-    assert.ok(Date.now() - started < 5000);
+    // Exit 0 under --lock-wait 1ms already proves no lock was awaited; this only bounds a hang.
+    assert.ok(Date.now() - started < 30_000);
     assert.match(r.stdout, /CREATE UNIQUE INDEX CONCURRENTLY/);
     await holder.query('SELECT pg_advisory_unlock_all()');
   });

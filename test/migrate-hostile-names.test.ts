@@ -15,12 +15,11 @@ import { describe, it } from 'node:test';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
 import { doctor } from './helpers/doctor.js';
-import { preFixSchema } from './helpers/fixtures.js';
+import { preFixSchema, q } from './helpers/fixtures.js';
 import { SHIPPED, catalogSnapshot, history, lastLine, migrate, objectDiff, pwned, upAdds, userObjects } from './helpers/migrate.js';
 
 const db = await createTestDatabase(import.meta.url);
 
-const q = (s: string): string => '"' + s.replace(/"/g, '""') + '"';
 /** The issue's exact index name. */
 const REPRO_INDEX = 'x\nCREATE TABLE public.pwned();--';
 /** A schema name with every troublesome character --schema accepts (no control characters). */

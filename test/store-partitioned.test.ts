@@ -11,21 +11,9 @@ import { after, describe, it } from 'node:test';
 import { SessionStore } from '../src/index.js';
 import { runTsm } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/db.js';
-import { fixedFunction } from './helpers/fixtures.js';
+import { FIXED_COLUMNS, fixedFunction } from './helpers/fixtures.js';
 
 const db = await createTestDatabase(import.meta.url);
-
-const COLUMNS = `
-  id                 uuid NOT NULL DEFAULT gen_random_uuid(),
-  tenant_id          varchar(255) NOT NULL,
-  user_id            varchar(255),
-  session_string_enc text,
-  key_id             varchar(64),
-  status             varchar(20) NOT NULL DEFAULT 'pending',
-  auth_error         text,
-  error_details      text,
-  created_at         timestamptz NOT NULL DEFAULT now(),
-  updated_at         timestamptz NOT NULL DEFAULT now()`;
 
 function partitioned(schema: string, layout: 'hash' | 'list' | 'list-no-default'): string {
   const t = `${schema}.telegram_sessions`;
@@ -38,7 +26,7 @@ function partitioned(schema: string, layout: 'hash' | 'list' | 'list-no-default'
           ...(layout === 'list' ? [`CREATE TABLE ${schema}.p_rest PARTITION OF ${t} DEFAULT;`] : []),
         ];
   return `CREATE SCHEMA ${schema};
-    CREATE TABLE ${t} (${COLUMNS}) PARTITION BY ${layout === 'hash' ? 'HASH' : 'LIST'} (user_id);
+    CREATE TABLE ${t} (${FIXED_COLUMNS}) PARTITION BY ${layout === 'hash' ? 'HASH' : 'LIST'} (user_id);
     ${parts.join('\n')}
     CREATE UNIQUE INDEX telegram_sessions_user_id_unique ON ${t} (user_id) WHERE user_id IS NOT NULL;
     ${fixedFunction(schema)}`;

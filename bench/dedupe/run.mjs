@@ -28,6 +28,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { databaseUrl, templateReady, withClient } from '../lib.mjs';
 
 const root = new URL('../..', import.meta.url).pathname;
 const args = process.argv.slice(2);
@@ -63,11 +64,7 @@ const TSM_BIN = (() => {
   return i >= 0 ? args[i + 1] : join(root, 'bin/tsm.js');
 })();
 const server = process.env.TSM_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const urlOf = (db) => {
-  const u = new URL(server);
-  u.pathname = '/' + db;
-  return u.toString();
-};
+const urlOf = (db) => databaseUrl(server, db);
 const log = (m) => process.stderr.write(m + '\n');
 
 if (!(MOVED > 0 && MOVED <= USERS)) {
@@ -77,26 +74,6 @@ if (!(MOVED > 0 && MOVED <= USERS)) {
 if (!existsSync(join(root, 'dist/src/cli/main.js'))) {
   log('bench/dedupe: build first (npm ci, or npx tsc -p tsconfig.json)');
   process.exit(2);
-}
-
-async function withClient(url, fn) {
-  const c = new pg.Client({ connectionString: url, application_name: 'tsm-bench' });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-async function templateReady() {
-  return withClient(server, async (c) => {
-    if ((await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [TPL])).rowCount !== 1) return false;
-    return withClient(urlOf(TPL), async (t) => {
-      const r = await t.query(`SELECT obj_description('public.telegram_sessions'::regclass) AS layout`).catch(() => null);
-      return r?.rows[0]?.layout === LAYOUT;
-    });
-  });
 }
 
 async function buildTemplate() {
@@ -241,7 +218,7 @@ const median = (xs) => {
 };
 const sec = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
-if (has('--rebuild') || !(await templateReady())) await buildTemplate();
+if (has('--rebuild') || !(await templateReady(server, TPL, LAYOUT))) await buildTemplate();
 const pairs = [];
 try {
   for (let i = 0; i < RUNS; i++) {

@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
+import { withClient } from '../lib.mjs';
 
 const root = new URL('../..', import.meta.url).pathname;
 const args = process.argv.slice(2);
@@ -40,16 +40,6 @@ const log = (m) => process.stderr.write(m + '\n');
 if (!existsSync(join(root, 'dist/src/doctor/runner.js'))) {
   log('bench/doctor: build first (npm ci, or npx tsc -p tsconfig.json)');
   process.exit(2);
-}
-
-async function withClient(url, fn) {
-  const c = new pg.Client({ connectionString: url, application_name: 'tsm-bench' });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
 }
 
 async function built() {

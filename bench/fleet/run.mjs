@@ -21,6 +21,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { databaseUrl, templateReady, withClient } from '../lib.mjs';
 
 const root = new URL('../..', import.meta.url).pathname;
 const args = process.argv.slice(2);
@@ -40,37 +41,13 @@ const LAYOUT = `v1 rows=${ROWS} len=${SESSION_LENGTH}`;
 const dbName = (i) => `tsm_bench_fleet_${String(i).padStart(3, '0')}`;
 
 const server = process.env.TSM_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const urlOf = (db) => {
-  const u = new URL(server);
-  u.pathname = '/' + db;
-  return u.toString();
-};
+const urlOf = (db) => databaseUrl(server, db);
 const log = (m) => process.stderr.write(m + '\n');
 const BIN = join(root, 'bin/tsm.js');
 
 if (!existsSync(join(root, 'dist/src/cli/main.js')) || !existsSync(join(root, 'dist/test/helpers/fixtures.js'))) {
   log('bench/fleet: build first (npm ci, or npx tsc -p tsconfig.json)');
   process.exit(2);
-}
-
-async function withClient(url, fn) {
-  const c = new pg.Client({ connectionString: url, application_name: 'tsm-bench' });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-async function templateReady() {
-  return withClient(server, async (c) => {
-    if ((await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [TPL])).rowCount !== 1) return false;
-    return withClient(urlOf(TPL), async (t) => {
-      const r = await t.query(`SELECT obj_description('public.telegram_sessions'::regclass) AS layout`).catch(() => null);
-      return r?.rows[0]?.layout === LAYOUT;
-    });
-  });
 }
 
 async function buildTemplate() {
@@ -201,7 +178,7 @@ const fmt = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
 try {
   const load0 = loadavg();
-  if (has('--rebuild') || !(await templateReady())) await buildTemplate();
+  if (has('--rebuild') || !(await templateReady(server, TPL, LAYOUT))) await buildTemplate();
   const results = []; // per round: { variant: { ms, peak } }
   for (let round = 0; round < ROUNDS; round++) {
     const r = {};

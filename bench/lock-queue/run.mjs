@@ -22,6 +22,7 @@ import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { databaseUrl, withClient } from '../lib.mjs';
 
 const root = new URL('../..', import.meta.url).pathname;
 const args = process.argv.slice(2);
@@ -41,11 +42,7 @@ const RUN_DB = 'tsm_bench_lockq_run';
 const SLOW_MS = 200;
 
 const server = process.env.TSM_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const urlOf = (db) => {
-  const u = new URL(server);
-  u.pathname = '/' + db;
-  return u.toString();
-};
+const urlOf = (db) => databaseUrl(server, db);
 const log = (m) => process.stderr.write(m + '\n');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -54,16 +51,6 @@ if (!existsSync(join(root, 'dist/src/cli/main.js')) || !existsSync(join(root, 'd
   process.exit(2);
 }
 const { preFixSchema } = await import(join(root, 'dist/test/helpers/fixtures.js'));
-
-async function withClient(url, fn) {
-  const c = new pg.Client({ connectionString: url, application_name: 'tsm-bench' });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 async function freshRunDb() {
   await withClient(server, async (c) => {

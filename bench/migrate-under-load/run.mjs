@@ -30,6 +30,7 @@ import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { databaseUrl, templateReady, withClient } from '../lib.mjs';
 
 const root = new URL('../..', import.meta.url).pathname;
 const args = process.argv.slice(2);
@@ -50,37 +51,14 @@ const RUN_DB = PARTITIONED ? 'tsm_bench_migrate_part_run' : 'tsm_bench_migrate_r
 const LAYOUT = `v1 rows=${ROWS} len=${SESSION_LENGTH}${PARTITIONED ? ` hash(user_id) partitions=${PARTITIONS}` : ''}`;
 
 const server = process.env.TSM_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const urlOf = (db) => {
-  const u = new URL(server);
-  u.pathname = '/' + db;
-  return u.toString();
-};
+const urlOf = (db) => databaseUrl(server, db);
 const log = (m) => process.stderr.write(m + '\n');
 
-if (!existsSync(join(root, 'dist/src/cli/main.js')) || !existsSync(join(root, 'dist/migrations/0004_user_id_unique_index.js'))) {
+if (!existsSync(join(root, 'dist/src/cli/main.js')) || !existsSync(join(root, 'dist/migrations/0004_user_id_unique_index.js')) || !existsSync(join(root, 'dist/test/helpers/fixtures.js'))) {
   log('bench/migrate-under-load: build first (npm ci, or npx tsc -p tsconfig.json)');
   process.exit(2);
 }
-
-async function withClient(url, fn) {
-  const c = new pg.Client({ connectionString: url, application_name: 'tsm-bench' });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-async function templateReady() {
-  return withClient(server, async (c) => {
-    if ((await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [TPL])).rowCount !== 1) return false;
-    return withClient(urlOf(TPL), async (t) => {
-      const r = await t.query(`SELECT obj_description('public.telegram_sessions'::regclass) AS layout`).catch(() => null);
-      return r?.rows[0]?.layout === LAYOUT;
-    });
-  });
-}
+const { preFixSchema, PRE_FIX_COLUMNS } = await import(join(root, 'dist/test/helpers/fixtures.js'));
 
 async function buildTemplate() {
   const t0 = Date.now();
@@ -89,7 +67,6 @@ async function buildTemplate() {
     await c.query(`DROP DATABASE IF EXISTS ${TPL} WITH (FORCE)`);
     await c.query(`CREATE DATABASE ${TPL}`);
   });
-  const { preFixSchema } = await import(join(root, 'dist/test/helpers/fixtures.js'));
   await withClient(urlOf(TPL), async (c) => {
     if (PARTITIONED) await c.query(partitionedPreFix());
     else await c.query(preFixSchema('public'));
@@ -114,16 +91,7 @@ function partitionedPreFix() {
     (_, i) => `CREATE TABLE public.telegram_sessions_p${i} PARTITION OF public.telegram_sessions FOR VALUES WITH (MODULUS ${PARTITIONS}, REMAINDER ${i});`,
   );
   return `
-CREATE TABLE public.telegram_sessions (
-  id                 uuid NOT NULL DEFAULT gen_random_uuid(),
-  tenant_id          varchar(255) NOT NULL,
-  user_id            varchar(255),
-  session_string_enc text,
-  key_id             varchar(64),
-  status             varchar(20) NOT NULL DEFAULT 'pending',
-  created_at         timestamptz NOT NULL DEFAULT now(),
-  updated_at         timestamptz NOT NULL DEFAULT now()
-) PARTITION BY HASH (user_id);
+CREATE TABLE public.telegram_sessions (${PRE_FIX_COLUMNS}) PARTITION BY HASH (user_id);
 ${parts.join('\n')}
 CREATE INDEX telegram_sessions_id ON public.telegram_sessions (id);`;
 }
@@ -244,7 +212,7 @@ const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(
 const load = () => loadavg().map((x) => Math.round(x * 100) / 100);
 const loadBefore = load();
 log(`layout: ${LAYOUT}; load average ${loadBefore.join(' ')}`);
-if (!(await templateReady()) || args.includes('--rebuild')) await buildTemplate();
+if (!(await templateReady(server, TPL, LAYOUT)) || args.includes('--rebuild')) await buildTemplate();
 const results = [];
 for (let round = 1; round <= ROUNDS; round++) {
   for (const variant of round % 2 === 1 ? ['tsm', 'plain'] : ['plain', 'tsm']) {

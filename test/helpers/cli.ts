@@ -1,6 +1,7 @@
 /** Spawns the real CLI (bin/tsm.js) and captures what a user would see. */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../src/cli/commands/demo/embedded.js';
 
 export const BIN = fileURLToPath(new URL('../../../bin/tsm.js', import.meta.url));
 
@@ -54,7 +55,12 @@ export function runTsm(args: string[], opts: RunOptions = {}): Promise<RunResult
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    // A guard against a hung process, not a speed limit: a test that asserts a duration says so.
+    const limitMs = opts.timeoutMs ?? 120_000;
+    const timer = setTimeout(() => {
+      stderr += `runTsm: tsm ${args[0] ?? ''} still running after ${limitMs} ms: killed (SIGKILL)\n`;
+      child.kill('SIGKILL');
+    }, limitMs);
     opts.onSpawn?.(child);
     child.on('error', (err) => {
       stderr += `runTsm: cannot run ${BIN}: ${err.message}\n`;
@@ -76,4 +82,18 @@ export function runTsm(args: string[], opts: RunOptions = {}): Promise<RunResult
       });
     });
   });
+}
+
+/**
+ * What starting tsm costs right now: the wall time of a run that loads a command and pg and fails
+ * at once (a closed port). Tests that bound a duration ("no retries", "gave up at the timeout")
+ * subtract it, so a loaded machine's slow Node start is not mistaken for tsm waiting.
+ */
+export async function startCostMs(): Promise<number> {
+  const port = await freePort();
+  const t0 = performance.now();
+  const r = await runTsm(['doctor', '--json', '-d', `postgres://tsm@127.0.0.1:${port}/postgres`]);
+  const ms = performance.now() - t0;
+  if (r.code !== 3) throw new Error(`startCostMs: expected exit 3 from a closed port, got ${r.code}: ${r.stderr}`);
+  return ms;
 }

@@ -1,6 +1,7 @@
 /** Runs `tsm doctor --json` for real and indexes its checks by id (used by the doctor-*.test.ts files). */
 import assert from 'node:assert/strict';
 import { runTsm, type RunResult } from './cli.js';
+import { FIXED_COLUMNS, q } from './fixtures.js';
 
 export interface DoctorCheck {
   id: string;
@@ -83,21 +84,6 @@ export function remedySql(remedy: string | null): string[] {
     .map((l) => l.trim());
 }
 
-const q = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
-
-/** The columns of the fixed telegram_sessions, without a primary key (a partitioned table's key must contain the partition key). */
-const COLUMNS = `
-  id                 uuid NOT NULL DEFAULT gen_random_uuid(),
-  tenant_id          varchar(255) NOT NULL,
-  user_id            varchar(255),
-  session_string_enc text,
-  key_id             varchar(64),
-  status             varchar(20) NOT NULL DEFAULT 'pending',
-  auth_error         text,
-  error_details      text,
-  created_at         timestamptz NOT NULL DEFAULT now(),
-  updated_at         timestamptz NOT NULL DEFAULT now()`;
-
 /**
  * A partitioned telegram_sessions written by hand (no unique index, no function):
  * - `hash`: PARTITION BY HASH (user_id), `partitions` partitions named telegram_sessions_p<i>;
@@ -115,21 +101,21 @@ export function partitionedTable(schema: string, by: 'hash' | 'list' | 'range', 
   if (by === 'hash') {
     return (
       head +
-      `CREATE TABLE ${t} (${COLUMNS}) PARTITION BY HASH (user_id);\n` +
+      `CREATE TABLE ${t} (${FIXED_COLUMNS}) PARTITION BY HASH (user_id);\n` +
       Array.from({ length: n }, (_, i) => `CREATE TABLE ${name(i)} PARTITION OF ${t} FOR VALUES WITH (MODULUS ${n}, REMAINDER ${i});`).join('\n')
     );
   }
   if (by === 'list') {
     return (
       head +
-      `CREATE TABLE ${t} (${COLUMNS}) PARTITION BY LIST (user_id);\n` +
+      `CREATE TABLE ${t} (${FIXED_COLUMNS}) PARTITION BY LIST (user_id);\n` +
       `CREATE TABLE ${name(0)} PARTITION OF ${t} FOR VALUES IN ('1', '2', '3');\n` +
       `CREATE TABLE ${name(1)} PARTITION OF ${t} DEFAULT;`
     );
   }
   return (
     head +
-    `CREATE TABLE ${t} (${COLUMNS}) PARTITION BY RANGE (created_at);\n` +
+    `CREATE TABLE ${t} (${FIXED_COLUMNS}) PARTITION BY RANGE (created_at);\n` +
     `CREATE TABLE ${name(0)} PARTITION OF ${t} FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n` +
     `CREATE TABLE ${name(1)} PARTITION OF ${t} DEFAULT;`
   );

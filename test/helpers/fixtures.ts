@@ -2,7 +2,35 @@
  * The schema states tests build by hand, written as plain SQL so a test never depends on the
  * code under test to set itself up. `s` is the (quoted) schema, e.g. "public".
  */
-const q = (schema: string): string => '"' + schema.replace(/"/g, '""') + '"';
+/** A name as a quoted SQL identifier (the tests' own, independent of tsm's `ident`). */
+export const q = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
+
+/**
+ * The pre-fix table's columns without a primary key: a partitioned table's unique keys must
+ * contain its partition key, so partitioned tests add their own `PRIMARY KEY (…)` or none.
+ */
+export const PRE_FIX_COLUMNS = `
+  id                 uuid NOT NULL DEFAULT gen_random_uuid(),
+  tenant_id          varchar(255) NOT NULL,
+  user_id            varchar(255),
+  session_string_enc text,
+  key_id             varchar(64),
+  status             varchar(20) NOT NULL DEFAULT 'pending',
+  created_at         timestamptz NOT NULL DEFAULT now(),
+  updated_at         timestamptz NOT NULL DEFAULT now()`;
+
+/** The fixed table's columns (the pre-fix ones plus the diagnostic columns), without a primary key. */
+export const FIXED_COLUMNS = `
+  id                 uuid NOT NULL DEFAULT gen_random_uuid(),
+  tenant_id          varchar(255) NOT NULL,
+  user_id            varchar(255),
+  session_string_enc text,
+  key_id             varchar(64),
+  status             varchar(20) NOT NULL DEFAULT 'pending',
+  auth_error         text,
+  error_details      text,
+  created_at         timestamptz NOT NULL DEFAULT now(),
+  updated_at         timestamptz NOT NULL DEFAULT now()`;
 
 /** The incident's pre-fix table: TEXT session column, no unique index, no diagnostic columns, no function. */
 export function preFixSchema(schema = 'public'): string {

@@ -8,18 +8,7 @@
  * table partitioned by user_id cannot have PRIMARY KEY (id).
  */
 import type { TestDatabase } from './db.js';
-
-const q = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
-
-const COLUMNS = `
-  id                 uuid NOT NULL DEFAULT gen_random_uuid(),
-  tenant_id          varchar(255) NOT NULL,
-  user_id            varchar(255),
-  session_string_enc text,
-  key_id             varchar(64),
-  status             varchar(20) NOT NULL DEFAULT 'pending',
-  created_at         timestamptz NOT NULL DEFAULT now(),
-  updated_at         timestamptz NOT NULL DEFAULT now()`;
+import { PRE_FIX_COLUMNS, q } from './fixtures.js';
 
 export type Layout =
   /** HASH (user_id), `parts` partitions telegram_sessions_p0 … */
@@ -46,11 +35,11 @@ export function partitionedPreFix(schema: string, layout: Layout, parts = 4): st
   const inList = (from: number, to: number): string => Array.from({ length: to - from + 1 }, (_, i) => `'u-${from + i}'`).join(', ');
   switch (layout) {
     case 'hash':
-      out.push(`CREATE TABLE ${t} (${COLUMNS}) PARTITION BY HASH (user_id);`, ...hashParts(t, 'telegram_sessions_p', parts));
+      out.push(`CREATE TABLE ${t} (${PRE_FIX_COLUMNS}) PARTITION BY HASH (user_id);`, ...hashParts(t, 'telegram_sessions_p', parts));
       break;
     case 'list':
       out.push(
-        `CREATE TABLE ${t} (${COLUMNS}) PARTITION BY LIST (user_id);`,
+        `CREATE TABLE ${t} (${PRE_FIX_COLUMNS}) PARTITION BY LIST (user_id);`,
         `CREATE TABLE ${p('telegram_sessions_a')} PARTITION OF ${t} FOR VALUES IN (${inList(1, 10)});`,
         `CREATE TABLE ${p('telegram_sessions_b')} PARTITION OF ${t} FOR VALUES IN (${inList(11, 20)});`,
         `CREATE TABLE ${p('telegram_sessions_pending')} PARTITION OF ${t} FOR VALUES IN (NULL);`,
@@ -60,7 +49,7 @@ export function partitionedPreFix(schema: string, layout: Layout, parts = 4): st
     case 'hash-sub-list':
     case 'hash-sub-range':
       out.push(
-        `CREATE TABLE ${t} (${COLUMNS}) PARTITION BY HASH (user_id);`,
+        `CREATE TABLE ${t} (${PRE_FIX_COLUMNS}) PARTITION BY HASH (user_id);`,
         `CREATE TABLE ${p('telegram_sessions_p0')} PARTITION OF ${t} FOR VALUES WITH (MODULUS 2, REMAINDER 0);`,
         `CREATE TABLE ${p('telegram_sessions_p1')} PARTITION OF ${t} FOR VALUES WITH (MODULUS 2, REMAINDER 1) PARTITION BY ${
           layout === 'hash-sub-list' ? 'LIST (user_id)' : 'RANGE (created_at)'
@@ -73,16 +62,16 @@ export function partitionedPreFix(schema: string, layout: Layout, parts = 4): st
       break;
     case 'range-created':
       out.push(
-        `CREATE TABLE ${t} (${COLUMNS}, PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);`,
+        `CREATE TABLE ${t} (${PRE_FIX_COLUMNS}, PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);`,
         `CREATE TABLE ${p('telegram_sessions_old')} PARTITION OF ${t} FOR VALUES FROM (MINVALUE) TO ('2024-01-01');`,
         `CREATE TABLE ${p('telegram_sessions_new')} PARTITION OF ${t} FOR VALUES FROM ('2024-01-01') TO (MAXVALUE);`,
       );
       break;
     case 'hash-tenant':
-      out.push(`CREATE TABLE ${t} (${COLUMNS}) PARTITION BY HASH (tenant_id);`, ...hashParts(t, 'telegram_sessions_p', parts));
+      out.push(`CREATE TABLE ${t} (${PRE_FIX_COLUMNS}) PARTITION BY HASH (tenant_id);`, ...hashParts(t, 'telegram_sessions_p', parts));
       break;
     case 'hash-user-tenant':
-      out.push(`CREATE TABLE ${t} (${COLUMNS}) PARTITION BY HASH (user_id, tenant_id);`, ...hashParts(t, 'telegram_sessions_p', parts));
+      out.push(`CREATE TABLE ${t} (${PRE_FIX_COLUMNS}) PARTITION BY HASH (user_id, tenant_id);`, ...hashParts(t, 'telegram_sessions_p', parts));
       break;
   }
   return out.join('\n');

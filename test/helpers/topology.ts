@@ -34,6 +34,8 @@ import { after } from 'node:test';
 import pg from 'pg';
 import { serverUrl } from './db.js';
 import { sleep, waitFor } from './wait.js';
+import { q } from './fixtures.js';
+import { freePort } from '../../src/cli/commands/demo/embedded.js';
 
 // ---------------------------------------------------------------------------------------------
 // Parts
@@ -226,18 +228,8 @@ export async function stopAll(): Promise<void> {
 // Registered when the test file imports this module (top level), so it runs after all its tests.
 after(() => stopAll());
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1 (the same helper the demo's embedded server uses). */
+export { freePort };
 
 /** Resolves once something accepts TCP connections on 127.0.0.1:port. */
 async function tcpOpen(port: number): Promise<boolean> {
@@ -656,8 +648,6 @@ export interface PgBouncer {
   stop(): Promise<void>;
   log(lines?: number): string;
 }
-
-const q = (s: string): string => '"' + s.replace(/"/g, '""') + '"';
 
 /**
  * A PgBouncer in front of the test server (TSM_TEST_DATABASE_URL): random port on 127.0.0.1,

@@ -12,21 +12,14 @@ import type { Via } from '../../../store/sql.js';
 import { SessionStore } from '../../../store/store.js';
 import type { Cleanups } from '../../cleanup.js';
 import { connectTimeoutMs, openWriteRun, type ServerTimeouts } from '../../test-rows.js';
+import type { BenchCommandOptions } from './options.js';
 
 export const BENCH_TENANT = 'tsm-bench';
 
-export interface BenchOptions {
+/** What the engine needs: the command's options (options.ts) plus the connection and the cleanups. */
+export interface BenchOptions extends BenchCommandOptions {
   settings: ConnectionSettings;
   schema: string;
-  clients: number;
-  durationMs: number;
-  /** Untimed calls before the clock starts (0: none). */
-  warmupMs: number;
-  users: number;
-  length: number;
-  via: Via;
-  /** false (--no-prepare): unnamed statements from the start. */
-  prepare: boolean;
   /** The cleanup stack (Ctrl-C removes the bench rows) and its abort signal. */
   cleanups: Cleanups;
   log(line: string): void;

@@ -15,21 +15,16 @@ import { writeFileAtomic } from '../../atomic-file.js';
 import type { Cleanups } from '../../cleanup.js';
 import { connectTimeoutMs, openWriteRun, type ServerTimeouts } from '../../test-rows.js';
 import { checkLength, type LengthResult } from './lengths.js';
+import type { TestWriteCommandOptions } from './options.js';
 import { runRace, type RaceReport } from './race.js';
 
 export const TEST_TENANT = 'tsm-test';
 export const TEST_WRITE_SAVE_TIMEOUT_MS = 60_000;
 
-export interface TestWriteOptions {
+/** What the engine needs: the command's options (options.ts) plus the connection and the cleanups. */
+export interface TestWriteOptions extends Omit<TestWriteCommandOptions, 'metricsPath'> {
   settings: ConnectionSettings;
   schema: string;
-  lengths: number[];
-  concurrency: number;
-  rounds: number;
-  via: Via;
-  keep: boolean;
-  /** false (--no-prepare): unnamed statements from the start. */
-  prepare: boolean;
   /** Absolute path of the Prometheus textfile, if any. */
   metricsPath?: string;
   /** The cleanup stack (Ctrl-C removes the test rows) and its abort signal. */

@@ -43,7 +43,7 @@ export function renderRun(r: RunResult, style: ChalkInstance, database: string):
 export function renderDryRun(r: DryRunResult, database: string, o: { lockTimeoutMs: number; indexLockTimeoutMs: number; lockRetries: number }): string {
   const out = [`-- ${header('migrate up --dry-run', database, r.schema)}`, '-- nothing below has been run: no lock taken, nothing created or changed'];
   if (r.migrations.length === 0) {
-    out.push(r.refusal ? `-- up would refuse: ${r.refusal}` : `-- up to date: nothing pending (${plural(r.applied, 'migration')} applied)`);
+    out.push(r.refusal ? `-- up would refuse: ${oneLine(r.refusal)}` : `-- up to date: nothing pending (${plural(r.applied, 'migration')} applied)`);
     return out.join('\n');
   }
   out.push(
@@ -52,11 +52,11 @@ export function renderDryRun(r: DryRunResult, database: string, o: { lockTimeout
     `-- a migration that cannot get a lock in time is rolled back and run again, up to ${o.lockRetries} more times (pauses of 0.5 s doubling to 5 s); ` +
       `CREATE/DROP INDEX CONCURRENTLY and REINDEX CONCURRENTLY wait up to ${fmtMs(o.indexLockTimeoutMs)} instead, once (they never make writers wait)`,
   );
-  if (r.refusal) out.push(`-- up would refuse before applying anything: ${r.refusal}`);
+  if (r.refusal) out.push(`-- up would refuse before applying anything: ${oneLine(r.refusal)}`);
   if (r.setup.length > 0) out.push('', '-- setup', ...r.setup);
   for (const m of r.migrations) {
     if (m.would_stop !== null) {
-      out.push('', `-- ${m.name}`, `-- would stop here: ${m.would_stop}`);
+      out.push('', `-- ${m.name}`, `-- would stop here: ${oneLine(m.would_stop)}`);
       continue;
     }
     out.push('', `-- ${m.name} (${m.transaction ? 'one transaction, with its tsm_migrations row' : 'no transaction: each statement alone'})`);
